@@ -1,0 +1,43 @@
+--[[
+  Enter: a `ready` user, inside the ready window, becomes `admitted` exactly once.
+
+  KEYS[1] user   KEYS[2] q   KEYS[3] ready   KEYS[4] live
+  KEYS[5] stats  KEYS[6] fin KEYS[7] exits   KEYS[8] hist
+
+  ARGV[1] base   ARGV[2] now override   ARGV[3] token
+
+  Returns {1, readyAtMs, admittedMs, joinedMs} admitted now;
+          {2} unknown token; {3, rank} still waiting (not ready);
+          {4, admittedMs} already admitted; {5, state, reason} expired or left.
+]]
+--- @include "includes/now"
+--- @include "includes/finish"
+
+local base = ARGV[1]
+local now = nowMs(ARGV[2])
+local tok = ARGV[3]
+local K = {q = KEYS[2], ready = KEYS[3], live = KEYS[4], stats = KEYS[5], fin = KEYS[6], exits = KEYS[7], hist = KEYS[8]}
+
+local rec = redis.call('HMGET', KEYS[1], 's', 'dl', 'rd', 'ad', 'why', 'j')
+local s = rec[1]
+if not s then
+  return {2}
+end
+if s == 'w' then
+  return {3, (redis.call('ZRANK', K.q, tok) or -1) + 1}
+end
+if s == 'a' then
+  return {4, rec[4] or '0'}
+end
+if s ~= 'r' then
+  return {5, s, rec[5] or ''}
+end
+if tonumber(rec[2]) < now then
+  -- The window passed before the tick noticed: expire here so the answer and
+  -- the stored state agree.
+  finishUser(K, base, tok, 'x', 'ready_timeout', now, false)
+  return {5, 'x', 'ready_timeout'}
+end
+finishUser(K, base, tok, 'a', 'entered', now, false)
+redis.call('HSET', KEYS[1], 'ad', now)
+return {1, rec[3] or '0', now, rec[6] or '0'}

@@ -1,0 +1,45 @@
+--[[
+  Create or update an event's configuration (admin API).
+
+  KEYS[1] cfg  KEYS[2] bucket  KEYS[3] hist
+
+  ARGV[1] base  ARGV[2] now override
+  ARGV[3] rate  ARGV[4] burst  ARGV[5] ready_window_sec  ARGV[6] reconnect_grace_sec
+  ARGV[7] state ("" for any field = keep the current value; a new event gets
+  every field from the caller, who fills defaults)
+
+  A changed rate drops the outflow history: the old rate no longer predicts
+  anything, and the configured rate is the ETA prior until new data arrives.
+  A lowered burst clamps the stored tokens so the hard bound holds at once.
+
+  Returns {created(0|1), rate, burst, ready_window_sec, reconnect_grace_sec, state, created_ms, updated_ms}
+]]
+--- @include "includes/now"
+
+local now = nowMs(ARGV[2])
+local fields = {'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state'}
+local cur = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms')
+local created = 0
+if not cur[5] then
+  created = 1
+  redis.call('HSET', KEYS[1], 'created_ms', now)
+  redis.call('HSET', KEYS[2], 'tokens', ARGV[4], 'ts', now)
+end
+for i, f in ipairs(fields) do
+  local v = ARGV[i + 2]
+  if v ~= '' then
+    redis.call('HSET', KEYS[1], f, v)
+  end
+end
+redis.call('HSET', KEYS[1], 'updated_ms', now)
+if created == 0 and ARGV[3] ~= '' and tonumber(ARGV[3]) ~= tonumber(cur[1]) then
+  redis.call('DEL', KEYS[3])
+end
+if ARGV[4] ~= '' then
+  local t = tonumber(redis.call('HGET', KEYS[2], 'tokens') or '0')
+  if t > tonumber(ARGV[4]) then
+    redis.call('HSET', KEYS[2], 'tokens', ARGV[4])
+  end
+end
+local out = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms')
+return {created, out[1], out[2], out[3], out[4], out[5], out[6], out[7]}

@@ -1,0 +1,31 @@
+--[[
+  Leave the line voluntarily. Idempotent: leaving twice answers "left" again.
+
+  KEYS[1] user   KEYS[2] q   KEYS[3] ready   KEYS[4] live
+  KEYS[5] stats  KEYS[6] fin KEYS[7] exits   KEYS[8] hist
+
+  ARGV[1] base   ARGV[2] now override   ARGV[3] token
+
+  Returns {1} left (now or before); {2} unknown token;
+          {6, state} cannot leave: already admitted or expired.
+]]
+--- @include "includes/now"
+--- @include "includes/finish"
+
+local base = ARGV[1]
+local now = nowMs(ARGV[2])
+local tok = ARGV[3]
+local K = {q = KEYS[2], ready = KEYS[3], live = KEYS[4], stats = KEYS[5], fin = KEYS[6], exits = KEYS[7], hist = KEYS[8]}
+
+local s = redis.call('HGET', KEYS[1], 's')
+if not s then
+  return {2}
+end
+if s == 'l' then
+  return {1}
+end
+if s == 'w' or s == 'r' then
+  finishUser(K, base, tok, 'l', 'left', now, s == 'w')
+  return {1}
+end
+return {6, s}

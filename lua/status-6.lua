@@ -1,0 +1,43 @@
+--[[
+  Read one user's place and, for polling clients, refresh their liveness.
+  O(log N): one ZRANK; no scan.
+
+  KEYS[1] user    per-user hash (base .. "u:" .. token)
+  KEYS[2] q       line ZSET
+  KEYS[3] ready   ZSET token -> ready deadline
+  KEYS[4] live    ZSET token -> liveness deadline
+  KEYS[5] cfg     event configuration hash
+  KEYS[6] eta     ETA parameters written by the last tick
+
+  ARGV[1] base    ARGV[2] now override
+  ARGV[3] token
+  ARGV[4] liveness window in ms to grant ("0" = read only, do not refresh)
+
+  Returns {0} unknown token, or
+  {1, state, rank(-1 if not in line), readyCount, joinedMs, readyDeadlineMs,
+   finishedMs, reason, eventState, now, etaFields...}
+  where etaFields = rate, rw, share, conf, spread, tokens (strings; Lua numbers
+  would be truncated to integers on the way out).
+]]
+--- @include "includes/now"
+--- @include "includes/liveness"
+
+local now = nowMs(ARGV[2])
+local tok = ARGV[3]
+local rec = redis.call('HMGET', KEYS[1], 's', 'j', 'dl', 'f', 'why')
+local s = rec[1]
+if not s then
+  return {0}
+end
+local rank = -1
+if s == 'w' or s == 'r' then
+  local window = tonumber(ARGV[4])
+  if window > 0 then
+    refreshLiveness(KEYS[4], tok, now + window)
+  end
+  rank = redis.call('ZRANK', KEYS[2], tok) or -1
+end
+local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate')
+local e = redis.call('HMGET', KEYS[6], 'rw', 'share', 'conf', 'spread', 'tokens')
+return {1, s, rank, redis.call('ZCARD', KEYS[3]), rec[2] or '0', rec[3] or '0', rec[4] or '0', rec[5] or '',
+  cfg[1] or 'closed', now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or ''}

@@ -1,0 +1,155 @@
+--[[
+  One admission tick for one event. Only the lease holder may tick (fencing:
+  a stale holder that lost its lease gets {-1} and changes nothing).
+
+  KEYS[1] cfg    KEYS[2] bucket  KEYS[3] q      KEYS[4] ready  KEYS[5] live
+  KEYS[6] stats  KEYS[7] hist    KEYS[8] exits  KEYS[9] fin    KEYS[10] eta
+  KEYS[11] lease
+
+  ARGV[1] base   ARGV[2] now override
+  ARGV[3] instance id (lease owner)   ARGV[4] lease ms
+  ARGV[5] max promotions per tick     ARGV[6] max expiries per tick (each kind)
+  ARGV[7] max exit-log entries returned
+
+  Order inside the tick: expire ready users whose window passed, remove users
+  whose liveness lapsed, refill the bucket by elapsed time (partial tokens
+  kept, capped at burst), promote at most floor(tokens) from the head of the
+  waiting part, record outflow history, recompute the ETA parameters, drain
+  the exit log. Everything is bounded by the ARGV limits, never by line length.
+
+  Returns {-1} not the lease holder; {-2} event has no configuration; else
+  {1, state, qlen, readyCount, tokens, promoted{tok,seq,deadline,...},
+   expired{tok,reason,...}, exits{"xseq:seq:reason",...}, eta{rate,rw,r1,r5,r15,share,conf,spread},
+   now, xseq}
+]]
+--- @include "includes/now"
+--- @include "includes/finish"
+
+local base = ARGV[1]
+local now = nowMs(ARGV[2])
+if redis.call('GET', KEYS[11]) ~= ARGV[3] then
+  return {-1}
+end
+redis.call('PEXPIRE', KEYS[11], tonumber(ARGV[4]))
+
+local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state')
+if not cfg[1] then
+  return {-2}
+end
+local rate, burst, window, state = tonumber(cfg[1]), tonumber(cfg[2]), tonumber(cfg[3]) * 1000, cfg[4]
+local maxPromote, maxSweep, maxExits = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local K = {q = KEYS[3], ready = KEYS[4], live = KEYS[5], stats = KEYS[6], fin = KEYS[9], exits = KEYS[8], hist = KEYS[7]}
+local bucketIdx = math.floor(now / 10000)
+
+-- 1. ready users whose window passed (deadline < now)
+local expired = {}
+local gone = redis.call('ZRANGEBYSCORE', K.ready, '-inf', '(' .. now, 'LIMIT', 0, maxSweep)
+for _, tok in ipairs(gone) do
+  finishUser(K, base, tok, 'x', 'ready_timeout', now, false)
+  expired[#expired + 1] = tok
+  expired[#expired + 1] = 'ready_timeout'
+end
+-- 2. users whose liveness lapsed (stopped polling, socket gone past the grace)
+gone = redis.call('ZRANGEBYSCORE', K.live, '-inf', '(' .. now, 'LIMIT', 0, maxSweep)
+for _, tok in ipairs(gone) do
+  local wasWaiting = redis.call('ZSCORE', K.ready, tok) == false
+  finishUser(K, base, tok, 'x', 'liveness', now, wasWaiting)
+  expired[#expired + 1] = tok
+  expired[#expired + 1] = 'liveness'
+end
+
+-- 3. token bucket: refill by elapsed time, keep the fraction
+local b = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+local tokens, last = tonumber(b[1]), tonumber(b[2])
+if not tokens then
+  tokens, last = burst, now
+end
+local elapsed = now - last
+if elapsed < 0 then
+  elapsed = 0
+end
+tokens = math.min(burst, tokens + elapsed / 1000 * rate)
+
+local readyCount = redis.call('ZCARD', K.ready)
+local qlen = redis.call('ZCARD', K.q)
+local waiting = qlen - readyCount
+local promoted = {}
+if state == 'open' and waiting > 0 then
+  -- Busy time: the line had people waiting and the event was admitting. The
+  -- measured rate is promotions per busy second, so idle time does not read
+  -- as a slow line.
+  redis.call('HINCRBY', K.hist, 'b:' .. bucketIdx, math.min(elapsed, 5000))
+  -- 1e-9: repeated fractional refills can land a hair under a whole token
+  -- (2.9999999999); flooring that would silently drop an admission.
+  local n = math.min(math.floor(tokens + 1e-9), waiting, maxPromote)
+  if n > 0 then
+    -- ready users are always a prefix of q, so the waiting head starts at readyCount
+    local head = redis.call('ZRANGE', K.q, readyCount, readyCount + n - 1, 'WITHSCORES')
+    local deadline = now + window
+    for i = 1, #head, 2 do
+      local tok = head[i]
+      redis.call('ZADD', K.ready, deadline, tok)
+      redis.call('HSET', base .. 'u:' .. tok, 's', 'r', 'rd', now, 'dl', deadline)
+      promoted[#promoted + 1] = tok
+      promoted[#promoted + 1] = head[i + 1]
+      promoted[#promoted + 1] = deadline
+    end
+    tokens = tokens - n
+    readyCount = readyCount + n
+    redis.call('HINCRBY', K.hist, 'p:' .. bucketIdx, n)
+    redis.call('HINCRBY', K.stats, 'promoted', n)
+  end
+end
+redis.call('HSET', KEYS[2], 'tokens', string.format('%.17g', tokens), 'ts', now)
+
+-- 4. outflow over 1/5/15 minute windows (10 s buckets), weighted 0.5/0.3/0.2;
+--    buckets older than 15 minutes are dropped here (at most ~90 fields live).
+local P, A, B = {0, 0, 0}, {0, 0, 0}, {0, 0, 0}
+local spans = {6, 30, 90}
+local h = redis.call('HGETALL', K.hist)
+for i = 1, #h, 2 do
+  local kind, idx = string.match(h[i], '^(%a):(%d+)$')
+  idx = tonumber(idx)
+  local age = bucketIdx - idx
+  if age >= 90 then
+    redis.call('HDEL', K.hist, h[i])
+  else
+    local v = tonumber(h[i + 1])
+    for w = 1, 3 do
+      if age < spans[w] then
+        if kind == 'p' then P[w] = P[w] + v elseif kind == 'a' then A[w] = A[w] + v else B[w] = B[w] + v end
+      end
+    end
+  end
+end
+local r = {}
+for w = 1, 3 do
+  -- Promotions per busy second, smoothed with 10 s of the configured rate as
+  -- a prior: with no history the ETA uses the configured rate, and a handful
+  -- of discrete promotions cannot swing it; data takes over as it accrues.
+  r[w] = (P[w] + rate * 10) / (B[w] / 1000 + 10)
+end
+local rw = 0.5 * r[1] + 0.3 * r[2] + 0.2 * r[3]
+-- Share of people ahead who will actually take a slot (the rest abandon);
+-- a pseudo-count of 5 promotions keeps it at 1 until there is evidence.
+local share = (P[3] + 5) / (P[3] + A[3] + 5)
+local n15 = P[3] + A[3]
+local agreement = 1
+if r[3] > 0 then
+  agreement = 1 - math.min(1, math.abs(r[1] - r[3]) / r[3])
+end
+local conf = (n15 / (n15 + 30)) * agreement
+local spread = 0.1 + 0.5 * (1 - conf)
+local etaOut = {tostring(rate), tostring(rw), tostring(r[1]), tostring(r[2]), tostring(r[3]),
+  tostring(share), tostring(conf), tostring(spread)}
+redis.call('HSET', KEYS[10], 'rw', etaOut[2], 'r1', etaOut[3], 'r5', etaOut[4], 'r15', etaOut[5],
+  'share', etaOut[6], 'conf', etaOut[7], 'spread', etaOut[8], 'tokens', tostring(tokens), 't', now)
+
+-- 5. drain the exit log for this tick's message
+local exits = redis.call('LRANGE', K.exits, 0, maxExits - 1)
+if #exits > 0 then
+  redis.call('LTRIM', K.exits, #exits, -1)
+end
+
+return {1, state, redis.call('ZCARD', K.q), readyCount, tostring(tokens), promoted, expired, exits, etaOut, now,
+  redis.call('HGET', K.stats, 'xseq') or '0'}

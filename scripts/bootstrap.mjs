@@ -1,0 +1,53 @@
+// Runs before `npm start` and `npm test`: makes a fresh clone runnable.
+//  - checks the Node.js version (the native uWebSockets.js binary needs Node 20),
+//  - installs npm dependencies when node_modules is missing or older than the lockfile,
+//  - builds (Lua bundle, build info, TypeScript),
+//  - with --test: installs redis-server through apt-get when it is missing and we may.
+// `npm start` does not install system packages: without REDIS_ADDRESS it needs
+// redis-server, which README lists as a prerequisite; it says so clearly instead.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const forTest = process.argv.includes('--test');
+const say = (m) => process.stderr.write(`[bootstrap] ${m}\n`);
+
+const major = Number(process.versions.node.split('.')[0]);
+if (major !== 20) {
+  say(`Node.js ${process.version} found; this gateway needs Node.js 20 (the native uWebSockets.js build it uses ships for Node 20).`);
+  process.exit(1);
+}
+
+const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+const run = (cmd, args) => {
+  say(`${cmd} ${args.join(' ')}`);
+  execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+};
+
+const lock = join(root, 'package-lock.json');
+const installed = join(root, 'node_modules', '.package-lock.json');
+if (!existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs + 1000)) {
+  run('npm', existsSync(lock) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
+}
+
+if (!process.env.REDIS_ADDRESS || forTest) {
+  const bin = process.env.REDIS_SERVER_BIN || 'redis-server';
+  if (!has(bin)) {
+    const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
+    if (forTest && root_ && has('apt-get')) {
+      run('apt-get', ['update', '-qq']);
+      run('apt-get', ['install', '-y', '-qq', 'redis-server']);
+    } else {
+      say(
+        forTest
+          ? 'redis-server is required by the tests (they start their own on free ports). Install it: sudo apt-get install -y redis-server'
+          : 'redis-server not found. Install it (sudo apt-get install -y redis-server) or set REDIS_ADDRESS=host:port of a Redis 7.',
+      );
+      process.exit(1);
+    }
+  }
+}
+
+run('npm', ['run', '--silent', 'build']);

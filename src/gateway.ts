@@ -1,0 +1,107 @@
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { connectRedis, type RedisClient } from './redis/connect.js';
+import { QueueStore } from './queue/store.js';
+import { EventRegistry } from './queue/registry.js';
+import { RedisBroker } from './queue/broker.js';
+import { Ticker } from './queue/ticker.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { AdmissionTokenIssuer } from './auth/admission-token.js';
+import { HttpServer } from './http/server.js';
+import { registerQueueRoutes } from './http/routes-queue.js';
+import { registerAdminRoutes } from './http/routes-admin.js';
+import { registerHealthRoutes } from './http/routes-health.js';
+
+// Composition root: wires the store, the ticker and the HTTP routes of one
+// gateway instance, and owns the order of a graceful stop.
+
+export interface Gateway {
+  readonly port: number;
+  readonly config: Config;
+  readonly store: QueueStore;
+  readonly ticker: Ticker;
+  readonly metrics: Metrics;
+  readonly redis: RedisClient;
+  /** readiness 503, stop accepting, finish in-flight requests, release ticker leases, disconnect */
+  stop(): Promise<void>;
+}
+
+export async function startGateway(config: Config, redisAddress: string, log: Logger): Promise<Gateway> {
+  const redis = connectRedis({ address: redisAddress, password: config.redis.password, tls: config.redis.tls });
+  redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
+  let redisUp = false;
+  redis.on('ready', () => {
+    if (!redisUp) log.info({ redis: redisAddress }, 'redis connected');
+    redisUp = true;
+  });
+  redis.on('close', () => {
+    if (redisUp) log.warn({ redis: redisAddress }, 'redis connection lost; reconnecting');
+    redisUp = false;
+  });
+  // Start serving even if Redis is not up yet (readiness says so), but give
+  // it a moment so a normal start does not log a burst of failed ticks.
+  await new Promise<void>((resolve) => {
+    if (redis.status === 'ready') return resolve();
+    const t = setTimeout(resolve, 5000);
+    redis.once('ready', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+  const metrics = createMetrics();
+  const store = new QueueStore(redis, config.redis.keyPrefix);
+  const registry = new EventRegistry(redis, config.redis.keyPrefix);
+  const broker = new RedisBroker(redis, () => redis.duplicate());
+  const admission = await AdmissionTokenIssuer.ephemeral(config.admissionTokenTtlSec);
+  const ticker = new Ticker(
+    store,
+    registry,
+    broker,
+    {
+      instanceId: config.instanceId,
+      tickMs: config.queue.tickMs,
+      leaseMs: config.queue.leaseMs,
+      maxPromote: config.queue.maxPromotionsPerTick,
+      maxSweep: config.queue.maxSweepPerTick,
+      retentionMs: config.queue.finishedRetentionSec * 1000,
+    },
+    log,
+    metrics,
+  );
+
+  let draining = false;
+  const http = new HttpServer({ maxBodyBytes: config.server.maxBodyBytes, log, metrics });
+  registerHealthRoutes(
+    http,
+    {
+      reasons: () => {
+        const r: string[] = [];
+        if (draining) r.push('draining');
+        if (redis.status !== 'ready') r.push(`redis ${redis.status}`);
+        return r;
+      },
+    },
+    metrics,
+    config.instanceId,
+  );
+  registerQueueRoutes(http, { store, registry, admission, config, metrics, log });
+  registerAdminRoutes(http, { store, registry, config, log });
+  http.finish();
+  const port = await http.listen(config.server.host, config.server.port);
+  ticker.start();
+  log.info({ host: config.server.host, port, instance: config.instanceId, admin_api: Boolean(config.adminToken) }, 'gateway listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      draining = true;
+      log.info('draining: readiness 503, finishing requests in flight');
+      await http.close();
+      await ticker.stop();
+      await broker.close();
+      redis.disconnect();
+      log.info('gateway stopped');
+    })());
+
+  return { port, config, store, ticker, metrics, redis, stop };
+}

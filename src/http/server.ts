@@ -1,0 +1,272 @@
+import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { loadUws, type UWS } from '../uws.js';
+import { AppError, errorBody, type ErrorCode } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+
+// A small router over uWebSockets.js. Rules it keeps for every route:
+// everything is read from the request synchronously before any await,
+// onAborted is registered first, every deferred write is corked, and a
+// response is never touched after the client went away.
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface HttpRequest {
+  readonly method: Method;
+  readonly path: string;
+  /** route template, e.g. /api/v1/admin/events/:id (bounded metric label) */
+  readonly route: string;
+  readonly params: readonly string[];
+  readonly rawQuery: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly remoteAddress: string;
+  readonly requestId: string;
+  readonly body: Buffer | undefined;
+  query(name: string): string | undefined;
+}
+
+export interface HttpReply {
+  readonly status: number;
+  /** an object is JSON-serialised; a string is sent as is (pre-serialised JSON by default) */
+  readonly body?: unknown;
+  readonly contentType?: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type Handler = (req: HttpRequest) => Promise<HttpReply> | HttpReply;
+
+export interface RouteOptions {
+  /** read and limit the body (POST/PUT) */
+  body?: boolean;
+}
+
+/** Headers handlers may read; only these are copied off the uWS request. */
+const HEADERS = ['x-request-id', 'authorization', 'idempotency-key', 'content-type', 'content-length', 'traceparent', 'x-forwarded-for', 'origin'];
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const statusLines = new Map<number, string>();
+const statusLine = (s: number): string => {
+  let l = statusLines.get(s);
+  if (!l) {
+    l = `${s} ${STATUS_CODES[s] ?? ''}`.trim();
+    statusLines.set(s, l);
+  }
+  return l;
+};
+
+interface RouteDef {
+  method: Method;
+  pattern: string;
+  matcher: RegExp;
+}
+
+export interface HttpServerOptions {
+  maxBodyBytes: number;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class HttpServer {
+  readonly app: UWS.TemplatedApp = loadUws().App();
+  private readonly routes: RouteDef[] = [];
+  private listenSocket: UWS.us_listen_socket | undefined;
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  port = 0;
+
+  constructor(private readonly opts: HttpServerOptions) {}
+
+  route(method: Method, pattern: string, handler: Handler, ro: RouteOptions = {}): void {
+    const paramCount = (pattern.match(/:[a-z_]+/g) ?? []).length;
+    this.routes.push({ method, pattern, matcher: new RegExp(`^${pattern.replace(/:[a-z_]+/g, '[^/]+')}/?$`) });
+    const register = { GET: 'get', POST: 'post', PUT: 'put', DELETE: 'del' } as const;
+    this.app[register[method]](pattern, (res, req) => this.handle(res, req, method, pattern, paramCount, handler, ro));
+  }
+
+  /** Unknown paths get 404, known paths with another method 405 (with Allow); both with the contract body. */
+  finish(): void {
+    this.app.any('/*', (res, req) => {
+      const path = req.getUrl();
+      const requestId = this.requestId(req.getHeader('x-request-id'));
+      const allowed = this.routes.filter((r) => r.matcher.test(path)).map((r) => r.method);
+      const status = allowed.length ? 405 : 404;
+      const code: ErrorCode = allowed.length ? 'METHOD_NOT_ALLOWED' : 'NOT_FOUND';
+      const headers: Record<string, string> = allowed.length ? { Allow: [...new Set(allowed)].join(', ') } : {};
+      const body = errorBody(code, allowed.length ? `method not allowed; use ${headers.Allow}` : `no route for ${path}`, requestId);
+      this.write(res, { aborted: false }, status, body, 'application/json', headers, requestId);
+      this.opts.metrics.httpRequests.inc({ method: req.getCaseSensitiveMethod(), route: 'unmatched', status_code: status });
+    });
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(host, port, (sock) => {
+        if (!sock) return reject(new Error(`cannot listen on ${host}:${port} (port in use?)`));
+        this.listenSocket = sock;
+        this.port = loadUws().us_socket_local_port(sock);
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stop accepting connections, then wait (bounded) for requests in flight. */
+  async close(timeoutMs = 10_000): Promise<void> {
+    if (this.listenSocket) {
+      loadUws().us_listen_socket_close(this.listenSocket);
+      this.listenSocket = undefined;
+    }
+    if (this.inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, timeoutMs);
+        this.idleWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  private requestId(incoming: string): string {
+    return incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
+  }
+
+  private handle(res: UWS.HttpResponse, req: UWS.HttpRequest, method: Method, route: string, paramCount: number, handler: Handler, ro: RouteOptions): void {
+    const state = { aborted: false };
+    res.onAborted(() => {
+      state.aborted = true;
+    });
+    const started = process.hrtime.bigint();
+    const headers: Record<string, string> = {};
+    for (const h of HEADERS) {
+      const v = req.getHeader(h);
+      if (v) headers[h] = v;
+    }
+    const params: string[] = [];
+    for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+    const rawQuery = req.getQuery() ?? '';
+    const path = req.getUrl();
+    const requestId = this.requestId(headers['x-request-id'] ?? '');
+    let remote = '';
+    try {
+      remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+    } catch {
+      remote = '';
+    }
+    let parsedQuery: URLSearchParams | undefined;
+    const request = (body: Buffer | undefined): HttpRequest => ({
+      method,
+      path,
+      route,
+      params,
+      rawQuery,
+      headers,
+      remoteAddress: remote,
+      requestId,
+      body,
+      query(name: string) {
+        parsedQuery ??= new URLSearchParams(rawQuery);
+        return parsedQuery.get(name) ?? undefined;
+      },
+    });
+
+    this.inFlight++;
+    const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
+      this.write(res, state, status, body, contentType, extra, requestId);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const labels = { method, route, status_code: status };
+      this.opts.metrics.httpRequests.inc(labels);
+      this.opts.metrics.httpDuration.observe(labels, seconds);
+      if (--this.inFlight === 0 && this.idleWaiters.length) {
+        for (const w of this.idleWaiters.splice(0)) w();
+      }
+    };
+    const fail = (err: unknown): void => {
+      if (err instanceof AppError) {
+        if (err.status >= 500) this.opts.log.warn({ request_id: requestId, route, code: err.code }, err.message);
+        done(err.status, errorBody(err.code, err.message, requestId, err.details), 'application/json', err.headers);
+      } else {
+        this.opts.log.error({ request_id: requestId, route, err }, 'unhandled error');
+        done(500, errorBody('INTERNAL', 'internal error', requestId), 'application/json');
+      }
+    };
+    const run = (body: Buffer | undefined): void => {
+      let out: Promise<HttpReply> | HttpReply;
+      try {
+        out = handler(request(body));
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      Promise.resolve(out).then((reply) => {
+        const b = reply.body;
+        const text = b === undefined ? '' : typeof b === 'string' ? b : JSON.stringify(b);
+        done(reply.status, text, reply.contentType ?? 'application/json', reply.headers);
+      }, fail);
+    };
+
+    if (!ro.body) {
+      run(undefined);
+      return;
+    }
+    const limit = this.opts.maxBodyBytes;
+    const declared = Number(headers['content-length'] ?? '0');
+    if (declared > limit) {
+      fail(new AppError('PAYLOAD_TOO_LARGE', `body larger than ${limit} bytes`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    res.onData((chunk, isLast) => {
+      if (over) return;
+      size += chunk.byteLength;
+      if (size > limit) {
+        over = true;
+        fail(new AppError('PAYLOAD_TOO_LARGE', `body larger than ${limit} bytes`));
+        return;
+      }
+      // uWS reuses the chunk's memory after this callback returns: copy it.
+      chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
+      if (isLast) run(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    });
+  }
+
+  private write(
+    res: UWS.HttpResponse,
+    state: { aborted: boolean },
+    status: number,
+    body: string,
+    contentType: string,
+    extra: Readonly<Record<string, string>> | undefined,
+    requestId: string,
+  ): void {
+    if (state.aborted) return;
+    state.aborted = true; // a response is written once
+    res.cork(() => {
+      res.writeStatus(statusLine(status));
+      res.writeHeader('Content-Type', contentType);
+      res.writeHeader('X-Request-ID', requestId);
+      res.writeHeader('Cache-Control', 'no-store');
+      res.writeHeader('X-Content-Type-Options', 'nosniff');
+      if (extra) for (const k in extra) res.writeHeader(k, extra[k]!);
+      res.end(body);
+    });
+  }
+}
+
+/** Parses a JSON object body, or throws the contract's 400/415. */
+export function jsonBody(req: HttpRequest): Record<string, unknown> {
+  const ct = req.headers['content-type'];
+  if (ct && !/^application\/(.+\+)?json\b/i.test(ct)) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'send application/json');
+  if (!req.body || req.body.length === 0) throw new AppError('INVALID_REQUEST', 'a JSON body is required');
+  let v: unknown;
+  try {
+    v = JSON.parse(req.body.toString('utf8'));
+  } catch {
+    throw new AppError('INVALID_JSON', 'body is not valid JSON');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new AppError('INVALID_REQUEST', 'body must be a JSON object');
+  return v as Record<string, unknown>;
+}

@@ -1,0 +1,60 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// One registry per gateway instance. Label sets are bounded: routes are
+// templates, event ids only for events that exist in Redis.
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const httpLabels = ['method', 'route', 'status_code'] as const;
+  return {
+    registry,
+    httpRequests: new Counter({ name: 'http_server_requests_total', help: 'HTTP requests', labelNames: httpLabels, registers: [registry] }),
+    httpDuration: new Histogram({
+      name: 'http_server_requests_duration_seconds',
+      help: 'HTTP request duration',
+      labelNames: httpLabels,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    queueOps: new Counter({
+      name: 'queue_operations_total',
+      help: 'Queue operations by outcome',
+      labelNames: ['operation', 'status'] as const,
+      registers: [registry],
+    }),
+    queueWait: new Histogram({
+      name: 'queue_wait_time_seconds',
+      help: 'Time from join to admission (enter)',
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({ name: 'queue_depth', help: 'People in line (ticked events)', labelNames: ['event_id', 'state'] as const, registers: [registry] }),
+    admissions: new Counter({ name: 'queue_admissions_total', help: 'Promotions to ready', labelNames: ['event_id'] as const, registers: [registry] }),
+    expirations: new Counter({ name: 'queue_expirations_total', help: 'Users removed by the server', labelNames: ['event_id', 'reason'] as const, registers: [registry] }),
+    ticks: new Counter({ name: 'queue_ticks_total', help: 'Admission ticks run by this instance', labelNames: ['result'] as const, registers: [registry] }),
+    tickDuration: new Histogram({
+      name: 'queue_tick_duration_seconds',
+      help: 'Admission tick duration (script round trip)',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers: [registry],
+    }),
+    leasesHeld: new Gauge({ name: 'queue_ticker_leases_held', help: 'Events this instance ticks', registers: [registry] }),
+    slidingRate: new Gauge({
+      name: 'gateway_sliding_window_rate',
+      help: 'Measured admissions per busy second',
+      labelNames: ['window', 'event_id'] as const,
+      registers: [registry],
+    }),
+    etaConfidence: new Gauge({ name: 'gateway_eta_confidence', help: 'ETA confidence [0,1]', labelNames: ['event_id'] as const, registers: [registry] }),
+    etaAccuracy: new Histogram({
+      name: 'gateway_eta_accuracy_seconds',
+      help: 'Absolute difference between the ETA shown at join and the actual wait, at admission',
+      labelNames: ['event_id'] as const,
+      buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,90 @@
+import { pack, unpack } from 'msgpackr';
+import type { RedisClient } from '../redis/connect.js';
+import type { TickResult } from './store.js';
+
+// What a tick changed, published on the event's channel so every instance can
+// update the users attached to it without asking Redis per user. Users are
+// named by their line sequence number, never by token (tokens are bearer
+// credentials and stay out of pub/sub).
+
+export const TICK_MESSAGE_VERSION = 1;
+
+export interface TickMessage {
+  readonly v: typeof TICK_MESSAGE_VERSION;
+  /** event id */
+  readonly e: string;
+  /** Redis time of the tick, ms */
+  readonly t: number;
+  readonly s: TickResult['state'];
+  /** people in line (ready + waiting) */
+  readonly q: number;
+  /** ready users (the head of the line) */
+  readonly r: number;
+  /** promoted: [seq, readyDeadlineMs] */
+  readonly p: ReadonlyArray<readonly [number, number]>;
+  /** exits since the previous tick: [exitSeq, lineSeq, reason] */
+  readonly o: ReadonlyArray<readonly [number, number, string]>;
+  /** last exit sequence number applied */
+  readonly xs: number;
+  readonly eta: TickResult['eta'] & { tokens: number };
+}
+
+export function toMessage(eventId: string, r: TickResult): TickMessage {
+  return {
+    v: TICK_MESSAGE_VERSION,
+    e: eventId,
+    t: r.nowMs,
+    s: r.state,
+    q: r.qlen,
+    r: r.readyCount,
+    p: r.promoted.map(([, seq, dl]) => [seq, dl] as const),
+    o: r.exits,
+    xs: r.xseq,
+    eta: { ...r.eta, tokens: r.tokens },
+  };
+}
+
+export interface Broker {
+  publish(channel: string, msg: TickMessage): Promise<void>;
+  subscribe(channel: string, onMessage: (msg: TickMessage) => void): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Plain Redis pub/sub. The subscriber needs its own connection. */
+export class RedisBroker implements Broker {
+  private readonly handlers = new Map<string, (msg: TickMessage) => void>();
+  private subscriber: RedisClient | undefined;
+
+  constructor(
+    private readonly pub: RedisClient,
+    private readonly makeSubscriber: () => RedisClient,
+  ) {}
+
+  async publish(channel: string, msg: TickMessage): Promise<void> {
+    await this.pub.publish(channel, pack(msg));
+  }
+
+  async subscribe(channel: string, onMessage: (msg: TickMessage) => void): Promise<void> {
+    if (!this.subscriber) {
+      this.subscriber = this.makeSubscriber();
+      this.subscriber.on('messageBuffer', (ch: Buffer, data: Buffer) => {
+        const h = this.handlers.get(ch.toString());
+        if (h) h(unpack(data) as TickMessage);
+      });
+    }
+    this.handlers.set(channel, onMessage);
+    await this.subscriber.subscribe(channel);
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.handlers.delete(channel);
+    await this.subscriber?.unsubscribe(channel);
+  }
+
+  async close(): Promise<void> {
+    this.handlers.clear();
+    this.subscriber?.disconnect();
+    this.subscriber = undefined;
+  }
+}

@@ -1,0 +1,40 @@
+import type { EtaParams } from './store.js';
+
+// ETA from measured outflow. The tick measures promotions per busy second over
+// 1/5/15 minute windows (weighted 0.5/0.3/0.2, configured rate as the prior)
+// and the share of people ahead who actually take a slot (the rest abandon).
+// A waiting user k places behind the ready prefix is promoted once
+// k*share + 1 tokens beyond the ones already in the bucket have accrued.
+
+export interface Estimate {
+  readonly position: number;
+  readonly peopleAhead: number;
+  readonly etaSec: number;
+  readonly etaLowSec: number;
+  readonly etaHighSec: number;
+  readonly confidence: number;
+  readonly pollAfterMs: number;
+}
+
+export function estimate(rank: number, readyCount: number, waiting: boolean, p: EtaParams, tickMs: number, pollTimeoutMs: number): Estimate {
+  const position = rank + 1;
+  const peopleAhead = Math.max(0, rank);
+  if (!waiting) {
+    return { position, peopleAhead, etaSec: 0, etaLowSec: 0, etaHighSec: 0, confidence: 1, pollAfterMs: 1000 };
+  }
+  const k = Math.max(0, rank - readyCount);
+  const rate = p.rw > 0 ? p.rw : p.rate > 0 ? p.rate : 1e-6;
+  const need = Math.max(0, k * p.share + 1 - p.tokens);
+  const tick = tickMs / 1000;
+  const eta = need / rate + tick / 2;
+  const spread = Math.min(0.9, Math.max(0.05, p.spread));
+  const etaSec = Math.ceil(eta);
+  const low = Math.max(0, Math.floor(eta * (1 - spread)));
+  const high = Math.ceil(eta * (1 + spread) + tick);
+  // Poll rarely when far back, often near the front; always well inside the
+  // liveness window so a polling user never lapses.
+  const pollAfterMs = Math.round(Math.min(Math.max(eta * 100, 1000), 20_000, pollTimeoutMs / 3));
+  return { position, peopleAhead, etaSec, etaLowSec: low, etaHighSec: Math.max(high, etaSec), confidence: round3(p.conf), pollAfterMs };
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;

@@ -1,0 +1,381 @@
+import { ReplyError } from 'ioredis';
+import type { RedisClient } from '../redis/connect.js';
+import { callScript } from '../redis/connect.js';
+import type { ScriptKey } from '../generated/lua.js';
+import { AppError, type ErrorCode } from '../errors.js';
+import { eventKeys, userKey, type EventKeys } from './keys.js';
+import { tokenEvent } from './token.js';
+
+// Typed access to the queue's Lua scripts. The scripts are the only writers
+// of queue state; this module turns their replies into values or AppErrors.
+
+export type UserState = 'waiting' | 'ready' | 'admitted' | 'expired' | 'left';
+export type EventState = 'open' | 'paused' | 'closed';
+
+const stateNames: Record<string, UserState> = { w: 'waiting', r: 'ready', a: 'admitted', x: 'expired', l: 'left' };
+
+/** Lua status codes -> typed errors, for every script that can refuse. One table. */
+const luaStatus: Partial<Record<ScriptKey, Record<number, [ErrorCode, string]>>> = {
+  join: {
+    1: ['DUPLICATE_REQUEST', 'already in line for this event'],
+    2: ['EVENT_NOT_FOUND', 'no such event'],
+    3: ['EVENT_CLOSED', 'this event is closed to new arrivals'],
+  },
+  enter: {
+    2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
+    3: ['NOT_READY', 'not your turn yet: keep waiting'],
+    4: ['ALREADY_ADMITTED', 'this waiting token was already admitted'],
+    5: ['TOKEN_EXPIRED', 'this place in line has expired'],
+  },
+  leave: {
+    2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
+    6: ['NOT_IN_LINE', 'this waiting token is no longer in line'],
+  },
+};
+
+function refuse(script: ScriptKey, code: number, details?: Record<string, unknown>): AppError {
+  const entry = luaStatus[script]?.[code];
+  if (!entry) return new AppError('INTERNAL', `script ${script} returned unexpected status ${code}`);
+  return new AppError(entry[0], entry[1], details);
+}
+
+export interface EventConfig {
+  readonly id: string;
+  readonly rate: number;
+  readonly burst: number;
+  readonly readyWindowSec: number;
+  readonly reconnectGraceSec: number;
+  readonly state: EventState;
+  readonly createdMs: number;
+  readonly updatedMs: number;
+}
+
+export interface EventPatch {
+  rate?: number;
+  burst?: number;
+  readyWindowSec?: number;
+  reconnectGraceSec?: number;
+  state?: EventState;
+}
+
+export interface JoinDefaults {
+  autoCreate: boolean;
+  rate: number;
+  burst: number;
+  readyWindowSec: number;
+  reconnectGraceSec: number;
+  livenessMs: number;
+  idempotencyTtlSec: number;
+}
+
+export interface JoinResult {
+  readonly token: string;
+  readonly position: number;
+  readonly created: boolean;
+}
+
+export interface EtaParams {
+  /** configured admissions/s */
+  readonly rate: number;
+  /** measured, weighted admissions/s (falls back to `rate`) */
+  readonly rw: number;
+  readonly share: number;
+  readonly conf: number;
+  readonly spread: number;
+  readonly tokens: number;
+}
+
+export interface StatusSnapshot {
+  readonly eventId: string;
+  readonly state: UserState;
+  /** 0-based rank in line (ready prefix included), -1 when not in line */
+  readonly rank: number;
+  readonly readyCount: number;
+  readonly joinedMs: number;
+  readonly readyDeadlineMs: number;
+  readonly finishedMs: number;
+  readonly reason: string;
+  readonly eventState: EventState;
+  readonly nowMs: number;
+  readonly eta: EtaParams;
+}
+
+export interface TickResult {
+  readonly state: EventState;
+  readonly qlen: number;
+  readonly readyCount: number;
+  readonly tokens: number;
+  /** [token, seq, deadlineMs] */
+  readonly promoted: ReadonlyArray<readonly [string, number, number]>;
+  /** [token, reason] */
+  readonly expired: ReadonlyArray<readonly [string, string]>;
+  /** [exitSeq, lineSeq, reason], in exit order */
+  readonly exits: ReadonlyArray<readonly [number, number, string]>;
+  readonly eta: { rate: number; rw: number; r1: number; r5: number; r15: number; share: number; conf: number; spread: number };
+  readonly nowMs: number;
+  readonly xseq: number;
+}
+
+export interface EventStats {
+  readonly config: EventConfig;
+  readonly inLine: number;
+  readonly ready: number;
+  readonly waiting: number;
+  readonly counters: Readonly<Record<string, number>>;
+  readonly bucketTokens: number;
+  readonly eta: Readonly<Record<string, number>>;
+  readonly tickerHolder: string | null;
+}
+
+const num = (v: unknown, d = 0): number => {
+  const n = typeof v === 'number' ? v : Number(v);
+  return Number.isFinite(n) ? n : d;
+};
+
+function pairs<T>(flat: unknown[], size: number, map: (chunk: unknown[]) => T): T[] {
+  const out: T[] = [];
+  for (let i = 0; i + size <= flat.length; i += size) out.push(map(flat.slice(i, i + size)));
+  return out;
+}
+
+function toConfig(id: string, v: unknown[]): EventConfig {
+  return {
+    id,
+    rate: num(v[0]),
+    burst: num(v[1]),
+    readyWindowSec: num(v[2]),
+    reconnectGraceSec: num(v[3]),
+    state: (v[4] as EventState) ?? 'closed',
+    createdMs: num(v[5]),
+    updatedMs: num(v[6]),
+  };
+}
+
+export class QueueStore {
+  constructor(
+    readonly redis: RedisClient,
+    readonly prefix: string,
+    /** Virtual clock for deterministic tests; undefined = Redis TIME. */
+    private readonly clock?: () => number,
+  ) {}
+
+  keys(eventId: string): EventKeys {
+    return eventKeys(this.prefix, eventId);
+  }
+
+  private now(): string {
+    return this.clock ? String(Math.floor(this.clock())) : '';
+  }
+
+  private async run(script: ScriptKey, keys: readonly string[], base: string, args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await callScript(this.redis, script, keys, [base, this.now(), ...args]);
+    } catch (err) {
+      if (err instanceof ReplyError) throw err; // a script bug: surfaces as 500
+      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+    }
+  }
+
+  async join(eventId: string, token: string, userId: string, idempotencyKey: string, d: JoinDefaults): Promise<JoinResult> {
+    const k = this.keys(eventId);
+    const r = (await this.run('join', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket], k.base, [
+      token,
+      userId,
+      idempotencyKey,
+      d.livenessMs,
+      d.autoCreate ? '1' : '0',
+      d.rate,
+      d.burst,
+      d.readyWindowSec,
+      d.reconnectGraceSec,
+      d.idempotencyTtlSec,
+    ])) as unknown[];
+    const code = num(r[0]);
+    if (code === 0) return { token: String(r[1]), position: num(r[2]), created: num(r[3]) === 1 };
+    if (code === 1) {
+      throw refuse('join', 1, { waiting_token: String(r[1]), position: num(r[2]), status: stateNames[String(r[3])] ?? 'unknown' });
+    }
+    throw refuse('join', code);
+  }
+
+  /** livenessMs > 0 refreshes the user's liveness (a poll is a heartbeat). */
+  async status(token: string, livenessMs: number): Promise<StatusSnapshot | null> {
+    const eventId = tokenEvent(token);
+    if (!eventId) return null;
+    const k = this.keys(eventId);
+    const r = (await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta], k.base, [token, livenessMs])) as unknown[];
+    if (num(r[0]) === 0) return null;
+    const rate = num(r[10]);
+    return {
+      eventId,
+      state: stateNames[String(r[1])] ?? 'expired',
+      rank: num(r[2], -1),
+      readyCount: num(r[3]),
+      joinedMs: num(r[4]),
+      readyDeadlineMs: num(r[5]),
+      finishedMs: num(r[6]),
+      reason: String(r[7] ?? ''),
+      eventState: String(r[8]) as EventState,
+      nowMs: num(r[9]),
+      eta: {
+        rate,
+        rw: num(r[11], rate) || rate,
+        share: num(r[12], 1) || 1,
+        conf: num(r[13], 0),
+        spread: num(r[14], 0.6) || 0.6,
+        tokens: num(r[15], 0),
+      },
+    };
+  }
+
+  private exitKeys(k: EventKeys, token: string): string[] {
+    return [userKey(k, token), k.q, k.ready, k.live, k.stats, k.fin, k.exits, k.hist];
+  }
+
+  async enter(token: string): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number }> {
+    const eventId = tokenEvent(token);
+    if (!eventId) throw refuse('enter', 2);
+    const k = this.keys(eventId);
+    const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token])) as unknown[];
+    const code = num(r[0]);
+    if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]) };
+    if (code === 3) throw refuse('enter', 3, { position: num(r[1]) });
+    if (code === 5) throw refuse('enter', 5, { reason: String(r[2] ?? '') });
+    throw refuse('enter', code);
+  }
+
+  async leave(token: string): Promise<void> {
+    const eventId = tokenEvent(token);
+    if (!eventId) throw refuse('leave', 2);
+    const k = this.keys(eventId);
+    const r = (await this.run('leave', this.exitKeys(k, token), k.base, [token])) as unknown[];
+    const code = num(r[0]);
+    if (code === 1) return;
+    if (code === 6) throw refuse('leave', 6, { status: stateNames[String(r[1])] ?? 'unknown' });
+    throw refuse('leave', code);
+  }
+
+  async touch(eventId: string, tokens: readonly string[], livenessMs: number): Promise<number> {
+    if (tokens.length === 0) return 0;
+    const k = this.keys(eventId);
+    return num(await this.run('touch', [k.live], k.base, [livenessMs, ...tokens]));
+  }
+
+  async acquireLease(eventId: string, instanceId: string, leaseMs: number): Promise<boolean> {
+    const k = this.keys(eventId);
+    return num(await this.run('lease', [k.lease], k.base, [instanceId, leaseMs])) === 1;
+  }
+
+  async releaseLease(eventId: string, instanceId: string): Promise<boolean> {
+    const k = this.keys(eventId);
+    return num(await this.run('release', [k.lease], k.base, [instanceId])) === 1;
+  }
+
+  async tick(
+    eventId: string,
+    instanceId: string,
+    o: { leaseMs: number; maxPromote: number; maxSweep: number; maxExits: number },
+  ): Promise<TickResult | 'not-holder' | 'no-config'> {
+    const k = this.keys(eventId);
+    const r = (await this.run('tick', [k.cfg, k.bucket, k.q, k.ready, k.live, k.stats, k.hist, k.exits, k.fin, k.eta, k.lease], k.base, [
+      instanceId,
+      o.leaseMs,
+      o.maxPromote,
+      o.maxSweep,
+      o.maxExits,
+    ])) as unknown[];
+    const code = num(r[0]);
+    if (code === -1) return 'not-holder';
+    if (code === -2) return 'no-config';
+    const e = (r[8] as unknown[]).map((x) => num(x));
+    return {
+      state: String(r[1]) as EventState,
+      qlen: num(r[2]),
+      readyCount: num(r[3]),
+      tokens: num(r[4]),
+      promoted: pairs(r[5] as unknown[], 3, (c) => [String(c[0]), num(c[1]), num(c[2])] as const),
+      expired: pairs(r[6] as unknown[], 2, (c) => [String(c[0]), String(c[1])] as const),
+      exits: (r[7] as unknown[]).map((s) => {
+        const [x, q, why] = String(s).split(':');
+        return [num(x), num(q), why ?? ''] as const;
+      }),
+      eta: { rate: e[0]!, rw: e[1]!, r1: e[2]!, r5: e[3]!, r15: e[4]!, share: e[5]!, conf: e[6]!, spread: e[7]! },
+      nowMs: num(r[9]),
+      xseq: num(r[10]),
+    };
+  }
+
+  async cleanup(eventId: string, retentionMs: number, max: number): Promise<number> {
+    const k = this.keys(eventId);
+    return num(await this.run('cleanup', [k.fin, k.stats], k.base, [retentionMs, max]));
+  }
+
+  async putEvent(eventId: string, p: EventPatch): Promise<EventConfig & { created: boolean }> {
+    const k = this.keys(eventId);
+    const s = (v: number | string | undefined): string => (v === undefined ? '' : String(v));
+    const r = (await this.run('eventPut', [k.cfg, k.bucket, k.hist], k.base, [
+      s(p.rate),
+      s(p.burst),
+      s(p.readyWindowSec),
+      s(p.reconnectGraceSec),
+      s(p.state),
+    ])) as unknown[];
+    return { ...toConfig(eventId, r.slice(1)), created: num(r[0]) === 1 };
+  }
+
+  async getEvent(eventId: string): Promise<EventConfig | null> {
+    const k = this.keys(eventId);
+    const v = await this.guard(() =>
+      this.redis.hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms'),
+    );
+    return v[4] ? toConfig(eventId, v) : null;
+  }
+
+  async stats(eventId: string): Promise<EventStats | null> {
+    const k = this.keys(eventId);
+    const res = await this.guard(() =>
+      this.redis
+        .multi()
+        .hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms')
+        .zcard(k.q)
+        .zcard(k.ready)
+        .hgetall(k.stats)
+        .hget(k.bucket, 'tokens')
+        .hgetall(k.eta)
+        .get(k.lease)
+        .exec(),
+    );
+    if (!res) return null;
+    const v = res.map(([err, val]) => {
+      if (err) throw err;
+      return val;
+    });
+    const cfg = v[0] as (string | null)[];
+    if (!cfg[4]) return null;
+    const inLine = num(v[1]);
+    const ready = num(v[2]);
+    const counters: Record<string, number> = {};
+    for (const [name, val] of Object.entries((v[3] as Record<string, string>) ?? {})) counters[name] = num(val);
+    const eta: Record<string, number> = {};
+    for (const [name, val] of Object.entries((v[5] as Record<string, string>) ?? {})) eta[name] = num(val);
+    return {
+      config: toConfig(eventId, cfg),
+      inLine,
+      ready,
+      waiting: inLine - ready,
+      counters,
+      bucketTokens: num(v[4]),
+      eta,
+      tickerHolder: (v[6] as string | null) ?? null,
+    };
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof ReplyError) throw err;
+      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+    }
+  }
+}

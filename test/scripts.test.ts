@@ -1,0 +1,279 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { QueueStore, type JoinDefaults } from '../src/queue/store.js';
+import { newWaitingToken } from '../src/queue/token.js';
+import { AppError } from '../src/errors.js';
+import type { EmbeddedRedis } from '../src/redis/embedded.js';
+import { redisClient, startRedis, uniquePrefix } from './helpers/harness.js';
+
+// The Lua scripts against a real redis-server, one key prefix per test.
+
+let redis: EmbeddedRedis;
+let client: Redis;
+const clients: Redis[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = redisClient(redis.address);
+});
+afterAll(async () => {
+  for (const c of [client, ...clients]) c.disconnect();
+  await redis.stop();
+});
+
+const defaults = (o: Partial<JoinDefaults> = {}): JoinDefaults => ({
+  autoCreate: true,
+  rate: 10,
+  burst: 5,
+  readyWindowSec: 60,
+  reconnectGraceSec: 30,
+  livenessMs: 60_000,
+  idempotencyTtlSec: 600,
+  ...o,
+});
+
+/** A store on a virtual clock the test moves by hand. */
+function virtualStore(c: Redis = client): { store: QueueStore; clock: { now: number } } {
+  const clock = { now: 1_700_000_000_000 };
+  return { store: new QueueStore(c, uniquePrefix(), () => clock.now), clock };
+}
+
+const tickOpts = { leaseMs: 10_000, maxPromote: 10_000, maxSweep: 10_000, maxExits: 100_000 };
+
+async function tick(store: QueueStore, eventId: string, who = 'inst-1') {
+  await store.acquireLease(eventId, who, 10_000);
+  const r = await store.tick(eventId, who, tickOpts);
+  if (typeof r === 'string') throw new Error(`tick refused: ${r}`);
+  return r;
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<AppError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(AppError);
+  expect((err as AppError).code).toBe(code);
+  return err as AppError;
+}
+
+async function position(store: QueueStore, token: string): Promise<number> {
+  const s = await store.status(token, 0);
+  if (!s || s.rank < 0) throw new Error(`${token} not in line`);
+  return s.rank + 1;
+}
+
+describe('join: exact arrival order', () => {
+  it('concurrent joins from many connections get positions exactly 1..N in the order the authority saw them', async () => {
+    for (let i = 0; i < 8; i++) clients.push(redisClient(redis.address));
+    const prefix = uniquePrefix();
+    const stores = clients.map((c) => new QueueStore(c, prefix));
+    const N = 2000;
+    const results = await Promise.all(
+      Array.from({ length: N }, (_, i) => stores[i % stores.length]!.join('fifo', newWaitingToken('fifo'), '', '', defaults())),
+    );
+    const positions = results.map((r) => r.position).sort((a, b) => a - b);
+    expect(positions).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    // The line itself is in that order, and every user's status says the same position.
+    const line = await client.zrange(stores[0]!.keys('fifo').q, 0, -1);
+    const byPosition = [...results].sort((a, b) => a.position - b.position).map((r) => r.token);
+    expect(line).toEqual(byPosition);
+    const sample = results.filter((_, i) => i % 97 === 0);
+    for (const r of sample) expect(await position(stores[0]!, r.token)).toBe(r.position);
+  });
+});
+
+describe('positions drop when people ahead exit', () => {
+  it('enter, leave and expiry (ready window and liveness) of people ahead each move everyone behind up by one', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'drops';
+    const d = defaults({ rate: 1, burst: 1, readyWindowSec: 10, livenessMs: 30_000 });
+    const t: string[] = [];
+    for (let i = 0; i < 6; i++) t.push((await store.join(ev, newWaitingToken(ev), '', '', d)).token);
+    const last = t[5]!;
+    expect(await position(store, last)).toBe(6);
+
+    // t0 promoted (ready) and enters: the last user moves to 5
+    const r1 = await tick(store, ev);
+    expect(r1.promoted.map((p) => p[0])).toEqual([t[0]]);
+    expect(await position(store, last)).toBe(6); // a ready user is still ahead until they go through
+    await store.enter(t[0]!);
+    expect(await position(store, last)).toBe(5);
+
+    // t2 (waiting) leaves: 4
+    await store.leave(t[2]!);
+    expect(await position(store, last)).toBe(4);
+
+    // t1 promoted after 1 s, then lets its ready window pass: expired by the tick, 3
+    clock.now += 1000;
+    const r2 = await tick(store, ev);
+    expect(r2.promoted.map((p) => p[0])).toEqual([t[1]]);
+    // keep the others live while time passes
+    clock.now += 10_001;
+    await store.touch(ev, t, 30_000);
+    const r3 = await tick(store, ev);
+    expect(r3.expired).toContainEqual([t[1], 'ready_timeout']);
+    // that tick also promoted t3 (tokens accrued), which is still ahead of last
+    expect(r3.promoted.map((p) => p[0])).toEqual([t[3]]);
+    expect(await position(store, last)).toBe(3);
+    expect(await store.status(t[1]!, 0)).toMatchObject({ state: 'expired', reason: 'ready_timeout' });
+
+    // t4 stops polling; everyone else keeps polling: t4 is removed by the server, last moves to 2
+    clock.now += 20_000;
+    await store.touch(ev, [t[3]!, last], 30_000);
+    clock.now += 15_000;
+    const r4 = await tick(store, ev);
+    expect(r4.expired).toContainEqual([t[4], 'liveness']);
+    expect(await position(store, last)).toBeLessThanOrEqual(2);
+    expect((await store.status(t[4]!, 0))?.state).toBe('expired');
+  });
+});
+
+describe('token bucket', () => {
+  it('is a hard bound: over every window, promotions <= burst + rate x seconds (random tick spacing)', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'bucket';
+    const rate = 7.5;
+    const burst = 4;
+    const d = defaults({ rate, burst, livenessMs: 10 ** 9, readyWindowSec: 86_400 });
+    await Promise.all(Array.from({ length: 3000 }, () => store.join(ev, newWaitingToken(ev), '', '', d)));
+    const events: { t: number; n: number }[] = [{ t: clock.now, n: 0 }];
+    let seed = 42;
+    const rnd = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let i = 0; i < 400; i++) {
+      clock.now += Math.floor(rnd() * 900) + 1; // 1..900 ms apart, irregular like a real ticker under load
+      const r = await tick(store, ev);
+      events.push({ t: clock.now, n: r.promoted.length });
+    }
+    const total = events.reduce((a, e) => a + e.n, 0);
+    expect(total).toBeGreaterThan(0);
+    for (let i = 0; i < events.length; i++) {
+      let sum = 0;
+      for (let j = i; j < events.length; j++) {
+        sum += events[j]!.n;
+        const seconds = (events[j]!.t - events[i]!.t) / 1000;
+        expect(sum).toBeLessThanOrEqual(burst + rate * seconds + 1e-9);
+      }
+    }
+    // and nothing is starved: each tick admits exactly what a reference bucket
+    // with partial tokens kept (capped at burst) allows
+    let tokens = burst;
+    for (let i = 1; i < events.length; i++) {
+      tokens = Math.min(burst, tokens + ((events[i]!.t - events[i - 1]!.t) / 1000) * rate);
+      const n = Math.floor(tokens + 1e-9);
+      expect(events[i]!.n).toBe(n);
+      tokens -= n;
+    }
+  });
+
+  it('paused promotes nobody, open resumes; closed refuses joins', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'states';
+    await store.putEvent(ev, { rate: 100, burst: 100, readyWindowSec: 60, reconnectGraceSec: 30, state: 'paused' });
+    const a = await store.join(ev, newWaitingToken(ev), '', '', defaults({ autoCreate: false }));
+    clock.now += 5000;
+    expect((await tick(store, ev)).promoted).toHaveLength(0);
+    await store.putEvent(ev, { state: 'open' });
+    clock.now += 100;
+    expect((await tick(store, ev)).promoted.map((p) => p[0])).toEqual([a.token]);
+    await store.putEvent(ev, { state: 'closed' });
+    await expectCode(store.join(ev, newWaitingToken(ev), '', '', defaults({ autoCreate: true })), 'EVENT_CLOSED');
+    await expectCode(store.join('nope', newWaitingToken('nope'), '', '', defaults({ autoCreate: false })), 'EVENT_NOT_FOUND');
+  });
+});
+
+describe('duplicate joins', () => {
+  it('same Idempotency-Key or same user returns 409 with the existing token; after leaving, the user may join again at the back', async () => {
+    const { store } = virtualStore();
+    const ev = 'dup';
+    const first = await store.join(ev, newWaitingToken(ev), 'alice', 'key-00000001', defaults());
+    const byKey = await expectCode(store.join(ev, newWaitingToken(ev), '', 'key-00000001', defaults()), 'DUPLICATE_REQUEST');
+    expect(byKey.details).toMatchObject({ waiting_token: first.token, position: 1, status: 'waiting' });
+    const byUser = await expectCode(store.join(ev, newWaitingToken(ev), 'alice', '', defaults()), 'DUPLICATE_REQUEST');
+    expect(byUser.details).toMatchObject({ waiting_token: first.token });
+    const bob = await store.join(ev, newWaitingToken(ev), 'bob', '', defaults());
+    expect(bob.position).toBe(2);
+    // the same user in another event is a different place
+    await store.join('dup-other', newWaitingToken('dup-other'), 'alice', '', defaults());
+    await store.leave(first.token);
+    const again = await store.join(ev, newWaitingToken(ev), 'alice', '', defaults());
+    expect(again.token).not.toBe(first.token);
+    expect(again.position).toBe(2); // behind bob
+    await store.leave(first.token); // leaving twice is fine
+  });
+
+  it('an admitted user cannot take a second place until their record is cleaned up', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'dup-adm';
+    const a = await store.join(ev, newWaitingToken(ev), 'carol', '', defaults());
+    clock.now += 10;
+    await tick(store, ev);
+    await store.enter(a.token);
+    await expectCode(store.enter(a.token), 'ALREADY_ADMITTED');
+    await expectCode(store.join(ev, newWaitingToken(ev), 'carol', '', defaults()), 'DUPLICATE_REQUEST');
+    await expectCode(store.leave(a.token), 'NOT_IN_LINE');
+    clock.now += 3_600_001;
+    expect(await store.cleanup(ev, 3_600_000, 100)).toBe(1);
+    expect(await store.status(a.token, 0)).toBeNull();
+    expect((await store.join(ev, newWaitingToken(ev), 'carol', '', defaults())).position).toBe(1);
+  });
+});
+
+describe('enter', () => {
+  it('only a ready user inside the window; once', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'enter';
+    const d = defaults({ rate: 1, burst: 1, readyWindowSec: 5 });
+    const a = await store.join(ev, newWaitingToken(ev), '', '', d);
+    const b = await store.join(ev, newWaitingToken(ev), '', '', d);
+    const notReady = await expectCode(store.enter(a.token), 'NOT_READY');
+    expect(notReady.details).toMatchObject({ position: 1 });
+    await tick(store, ev);
+    const r = await store.enter(a.token);
+    expect(r.admittedMs).toBe(clock.now);
+    await expectCode(store.enter(a.token), 'ALREADY_ADMITTED');
+    clock.now += 1000;
+    await tick(store, ev);
+    clock.now += 5001; // window passed, no tick yet: enter itself expires the place
+    await expectCode(store.enter(b.token), 'TOKEN_EXPIRED');
+    expect((await store.status(b.token, 0))?.state).toBe('expired');
+    await expectCode(store.enter('enter.AAAAAAAAAAAAAAAAAAAAAA'), 'TOKEN_NOT_FOUND');
+    await expectCode(store.enter('garbage'), 'TOKEN_NOT_FOUND');
+  });
+});
+
+describe('ticker lease', () => {
+  it('only the holder ticks; another instance takes over once it lapses or is released', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'lease';
+    await store.join(ev, newWaitingToken(ev), '', '', defaults());
+    expect(await store.acquireLease(ev, 'a', 300)).toBe(true);
+    expect(await store.acquireLease(ev, 'b', 300)).toBe(false);
+    expect(await store.tick(ev, 'b', tickOpts)).toBe('not-holder');
+    expect(typeof (await store.tick(ev, 'a', { ...tickOpts, leaseMs: 300 }))).toBe('object');
+    // Redis expires the lease in real time (PX), independent of the virtual clock
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await store.acquireLease(ev, 'b', 300)).toBe(true);
+    expect(await store.tick(ev, 'a', tickOpts)).toBe('not-holder');
+    expect(await store.releaseLease(ev, 'a')).toBe(false);
+    expect(await store.releaseLease(ev, 'b')).toBe(true);
+    expect(await store.acquireLease(ev, 'a', 300)).toBe(true);
+    clock.now += 1;
+  });
+});
+
+describe('cleanup', () => {
+  it('removes at most the given number of finished records per call and never touches people in line', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'clean';
+    const toks = [];
+    for (let i = 0; i < 30; i++) toks.push((await store.join(ev, newWaitingToken(ev), '', '', defaults())).token);
+    for (const t of toks.slice(0, 20)) await store.leave(t);
+    clock.now += 61_000;
+    expect(await store.cleanup(ev, 60_000, 8)).toBe(8);
+    expect(await store.cleanup(ev, 60_000, 8)).toBe(8);
+    expect(await store.cleanup(ev, 60_000, 8)).toBe(4);
+    expect(await store.cleanup(ev, 60_000, 8)).toBe(0);
+    for (const t of toks.slice(20)) expect((await store.status(t, 0))?.state).toBe('waiting');
+  });
+});

@@ -29,7 +29,8 @@ const run = (cmd, args) => {
 const lock = join(root, 'package-lock.json');
 const installed = join(root, 'node_modules', '.package-lock.json');
 if (!existsSync(installed) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(installed).mtimeMs + 1000)) {
-  run('npm', existsSync(lock) ? ['ci', '--no-audit', '--no-fund'] : ['install', '--no-audit', '--no-fund']);
+    // not `npm ci`: see .ci/run (npm/cli#4828 leaves optional platform packages out of the lock)
+  run('npm', ['install', '--no-audit', '--no-fund']);
 }
 
 if (!process.env.REDIS_ADDRESS || forTest) {

@@ -8,7 +8,8 @@
   ARGV[7] state ("" for any field = keep the current value; a new event gets
   every field from the caller, who fills defaults)
 
-  A changed rate drops the outflow history: the old rate no longer predicts
+  The bucket is first settled at the old rate up to now, so a new rate only
+  applies from now on. A changed rate drops the outflow history: the old rate no longer predicts
   anything, and the configured rate is the ETA prior until new data arrives.
   A lowered burst clamps the stored tokens so the hard bound holds at once.
 
@@ -24,6 +25,18 @@ if not cur[5] then
   created = 1
   redis.call('HSET', KEYS[1], 'created_ms', now)
   redis.call('HSET', KEYS[2], 'tokens', ARGV[4], 'ts', now)
+end
+if created == 0 and cur[1] then
+  -- Settle the bucket at the rate in force until now before anything
+  -- changes: otherwise the next tick would refill the time since the last
+  -- tick at the new rate, and a rate increase would admit retroactively.
+  local b = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+  local tokens, last = tonumber(b[1]), tonumber(b[2])
+  if tokens and last then
+    local elapsed = math.max(0, now - last)
+    tokens = math.min(tonumber(cur[2]), tokens + elapsed / 1000 * tonumber(cur[1]))
+    redis.call('HSET', KEYS[2], 'tokens', string.format('%.17g', tokens), 'ts', now)
+  end
 end
 for i, f in ipairs(fields) do
   local v = ARGV[i + 2]

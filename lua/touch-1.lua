@@ -1,19 +1,19 @@
 --[[
-  Batch liveness refresh (socket-attached users, refreshed in bulk per event).
+  Batch liveness refresh: one call per event for all the users an instance
+  holds (open sockets, recent polls), never one call per user.
 
   KEYS[1] live    ZSET token -> liveness deadline
   ARGV[1] base    ARGV[2] now override
-  ARGV[3] liveness window in ms
-  ARGV[4..] tokens
+  ARGV[3..] pairs: token, window ms (deadline = Redis now + window)
 
-  Returns the number of users still in line whose deadline was moved.
+  Returns the number of users still in line whose deadline was set.
 ]]
 --- @include "includes/now"
 --- @include "includes/liveness"
 
-local deadline = nowMs(ARGV[2]) + tonumber(ARGV[3])
+local now = nowMs(ARGV[2])
 local n = 0
-for i = 4, #ARGV do
-  n = n + refreshLiveness(KEYS[1], ARGV[i], deadline)
+for i = 3, #ARGV - 1, 2 do
+  n = n + refreshLiveness(KEYS[1], ARGV[i], now + tonumber(ARGV[i + 1]))
 end
 return n

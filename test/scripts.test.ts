@@ -110,7 +110,7 @@ describe('positions drop when people ahead exit', () => {
     expect(r2.promoted.map((p) => p[0])).toEqual([t[1]]);
     // keep the others live while time passes
     clock.now += 10_001;
-    await store.touch(ev, t, 30_000);
+    await store.touch(ev, t.map((x) => [x, 30_000] as const));
     const r3 = await tick(store, ev);
     expect(r3.expired).toContainEqual([t[1], 'ready_timeout']);
     // that tick also promoted t3 (tokens accrued), which is still ahead of last
@@ -120,7 +120,7 @@ describe('positions drop when people ahead exit', () => {
 
     // t4 stops polling; everyone else keeps polling: t4 is removed by the server, last moves to 2
     clock.now += 20_000;
-    await store.touch(ev, [t[3]!, last], 30_000);
+    await store.touch(ev, [[t[3]!, 30_000], [last, 30_000]]);
     clock.now += 15_000;
     const r4 = await tick(store, ev);
     expect(r4.expired).toContainEqual([t[4], 'liveness']);

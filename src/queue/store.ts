@@ -98,6 +98,10 @@ export interface StatusSnapshot {
   readonly eventState: EventState;
   readonly nowMs: number;
   readonly eta: EtaParams;
+  /** the user's line sequence number */
+  readonly seq: number;
+  /** exits so far in this event: `rank` is exact as of this exit */
+  readonly xseq: number;
 }
 
 export interface TickResult {
@@ -203,7 +207,7 @@ export class QueueStore {
     const eventId = tokenEvent(token);
     if (!eventId) return null;
     const k = this.keys(eventId);
-    const r = (await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta], k.base, [token, livenessMs])) as unknown[];
+    const r = (await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta, k.stats], k.base, [token, livenessMs])) as unknown[];
     if (num(r[0]) === 0) return null;
     const rate = num(r[10]);
     return {
@@ -225,6 +229,8 @@ export class QueueStore {
         spread: num(r[14], 0.6) || 0.6,
         tokens: num(r[15], 0),
       },
+      seq: num(r[16]),
+      xseq: num(r[17]),
     };
   }
 
@@ -255,10 +261,20 @@ export class QueueStore {
     throw refuse('leave', code);
   }
 
-  async touch(eventId: string, tokens: readonly string[], livenessMs: number): Promise<number> {
-    if (tokens.length === 0) return 0;
+  /** Sets each user's liveness deadline to Redis now + its window (users no longer in line are skipped). */
+  async touch(eventId: string, windows: ReadonlyArray<readonly [token: string, windowMs: number]>): Promise<number> {
+    if (windows.length === 0) return 0;
     const k = this.keys(eventId);
-    return num(await this.run('touch', [k.live], k.base, [livenessMs, ...tokens]));
+    const args: (string | number)[] = [];
+    for (const [t, w] of windows) args.push(t, Math.max(0, Math.round(w)));
+    return num(await this.run('touch', [k.live], k.base, args));
+  }
+
+  /** Exact ranks (-1 = not in line) of many users as of one exit sequence number. */
+  async ranks(eventId: string, tokens: readonly string[]): Promise<{ xseq: number; ranks: number[] }> {
+    const k = this.keys(eventId);
+    const r = (await this.run('ranks', [k.q, k.stats], k.base, tokens)) as unknown[];
+    return { xseq: num(r[0]), ranks: r.slice(1).map((x) => num(x, -1)) };
   }
 
   async acquireLease(eventId: string, instanceId: string, leaseMs: number): Promise<boolean> {

@@ -8,6 +8,7 @@
   KEYS[4] live    ZSET token -> liveness deadline
   KEYS[5] cfg     event configuration hash
   KEYS[6] eta     ETA parameters written by the last tick
+  KEYS[7] stats   counters hash (xseq: exits so far)
 
   ARGV[1] base    ARGV[2] now override
   ARGV[3] token
@@ -17,14 +18,16 @@
   {1, state, rank(-1 if not in line), readyCount, joinedMs, readyDeadlineMs,
    finishedMs, reason, eventState, now, etaFields...}
   where etaFields = rate, rw, share, conf, spread, tokens (strings; Lua numbers
-  would be truncated to integers on the way out).
+  would be truncated to integers on the way out), followed by
+  seq (the user's line sequence) and xseq (exits so far: the rank is exact as
+  of that exit, so an instance can keep it exact from tick messages).
 ]]
 --- @include "includes/now"
 --- @include "includes/liveness"
 
 local now = nowMs(ARGV[2])
 local tok = ARGV[3]
-local rec = redis.call('HMGET', KEYS[1], 's', 'j', 'dl', 'f', 'why')
+local rec = redis.call('HMGET', KEYS[1], 's', 'j', 'dl', 'f', 'why', 'q')
 local s = rec[1]
 if not s then
   return {0}
@@ -40,4 +43,5 @@ end
 local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate')
 local e = redis.call('HMGET', KEYS[6], 'rw', 'share', 'conf', 'spread', 'tokens')
 return {1, s, rank, redis.call('ZCARD', KEYS[3]), rec[2] or '0', rec[3] or '0', rec[4] or '0', rec[5] or '',
-  cfg[1] or 'closed', now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or ''}
+  cfg[1] or 'closed', now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '',
+  rec[6] or '0', redis.call('HGET', KEYS[7], 'xseq') or '0'}

@@ -19,8 +19,9 @@
    finishedMs, reason, eventState, now, etaFields...}
   where etaFields = rate, rw, share, conf, spread, tokens (strings; Lua numbers
   would be truncated to integers on the way out), followed by
-  seq (the user's line sequence) and xseq (exits so far: the rank is exact as
-  of that exit, so an instance can keep it exact from tick messages).
+  seq (the user's line sequence), xseq (exits so far: the rank is exact as
+  of that exit, so an instance can keep it exact from tick messages) and the
+  event's reconnect grace in seconds.
 ]]
 --- @include "includes/now"
 --- @include "includes/liveness"
@@ -40,8 +41,8 @@ if s == 'w' or s == 'r' then
   end
   rank = redis.call('ZRANK', KEYS[2], tok) or -1
 end
-local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate')
+local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate', 'reconnect_grace_sec')
 local e = redis.call('HMGET', KEYS[6], 'rw', 'share', 'conf', 'spread', 'tokens')
 return {1, s, rank, redis.call('ZCARD', KEYS[3]), rec[2] or '0', rec[3] or '0', rec[4] or '0', rec[5] or '',
   cfg[1] or 'closed', now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '',
-  rec[6] or '0', redis.call('HGET', KEYS[7], 'xseq') or '0'}
+  rec[6] or '0', redis.call('HGET', KEYS[7], 'xseq') or '0', cfg[3] or '30'}

@@ -20,7 +20,7 @@
   Returns {-1} not the lease holder; {-2} event has no configuration; else
   {1, state, qlen, readyCount, tokens, promoted{tok,seq,deadline,...},
    expired{tok,reason,...}, exits{"xseq:seq:reason",...}, eta{rate,rw,r1,r5,r15,share,conf,spread},
-   now, xseq}
+   now, xseq, reconnectGraceSec}
 ]]
 --- @include "includes/now"
 --- @include "includes/finish"
@@ -32,7 +32,7 @@ if redis.call('GET', KEYS[11]) ~= ARGV[3] then
 end
 redis.call('PEXPIRE', KEYS[11], tonumber(ARGV[4]))
 
-local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state')
+local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state', 'reconnect_grace_sec')
 if not cfg[1] then
   return {-2}
 end
@@ -127,7 +127,9 @@ for w = 1, 3 do
   -- Promotions per busy second, smoothed with 10 s of the configured rate as
   -- a prior: with no history the ETA uses the configured rate, and a handful
   -- of discrete promotions cannot swing it; data takes over as it accrues.
-  r[w] = (P[w] + rate * 10) / (B[w] / 1000 + 10)
+  -- Capped at the configured rate: the bucket never sustains more, and an
+  -- initial burst must not read as a faster line.
+  r[w] = math.min(rate, (P[w] + rate * 10) / (B[w] / 1000 + 10))
 end
 local rw = 0.5 * r[1] + 0.3 * r[2] + 0.2 * r[3]
 -- Share of people ahead who will actually take a slot (the rest abandon);
@@ -152,4 +154,4 @@ if #exits > 0 then
 end
 
 return {1, state, redis.call('ZCARD', K.q), readyCount, tostring(tokens), promoted, expired, exits, etaOut, now,
-  redis.call('HGET', K.stats, 'xseq') or '0'}
+  redis.call('HGET', K.stats, 'xseq') or '0', cfg[5] or '30'}

@@ -44,6 +44,11 @@ const schema = z.object({
   QUEUE_IDEMPOTENCY_TTL_SEC: int(10, 7 * 86400).default(600),
 
   ADMISSION_TOKEN_TTL_SEC: int(10, 86400).default(300),
+  WS_MAX_CONNECTIONS: int(1, 1_000_000).default(60_000),
+  WS_MAX_MESSAGE_BYTES: int(64, 65536).default(1024),
+  WS_IDLE_TIMEOUT_SEC: int(8, 960).default(16),
+  WS_MAX_BACKPRESSURE_BYTES: int(4096, 64 * 1024 * 1024).default(256 * 1024),
+  REALTIME_NEAR_FRONT: int(1, 1_000_000).default(100),
   HTTP_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(16 * 1024),
 });
 
@@ -79,6 +84,13 @@ export interface Config {
     readonly idempotencyTtlSec: number;
   };
   readonly admissionTokenTtlSec: number;
+  readonly ws: {
+    readonly maxConnections: number;
+    readonly maxMessageBytes: number;
+    readonly idleTimeoutSec: number;
+    readonly maxBackpressureBytes: number;
+    readonly nearFront: number;
+  };
 }
 
 export class ConfigError extends Error {}
@@ -133,6 +145,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       idempotencyTtlSec: e.QUEUE_IDEMPOTENCY_TTL_SEC,
     },
     admissionTokenTtlSec: e.ADMISSION_TOKEN_TTL_SEC,
+    ws: {
+      maxConnections: e.WS_MAX_CONNECTIONS,
+      maxMessageBytes: e.WS_MAX_MESSAGE_BYTES,
+      idleTimeoutSec: e.WS_IDLE_TIMEOUT_SEC,
+      maxBackpressureBytes: e.WS_MAX_BACKPRESSURE_BYTES,
+      nearFront: e.REALTIME_NEAR_FRONT,
+    },
   };
 }
 

@@ -11,6 +11,9 @@ import { HttpServer } from './http/server.js';
 import { registerQueueRoutes } from './http/routes-queue.js';
 import { registerAdminRoutes } from './http/routes-admin.js';
 import { registerHealthRoutes } from './http/routes-health.js';
+import { Realtime } from './realtime/realtime.js';
+import { Sockets, registerWsRoute } from './realtime/ws-route.js';
+import { Close } from './realtime/protocol.js';
 
 // Composition root: wires the store, the ticker and the HTTP routes of one
 // gateway instance, and owns the order of a graceful stop.
@@ -22,6 +25,8 @@ export interface Gateway {
   readonly ticker: Ticker;
   readonly metrics: Metrics;
   readonly redis: RedisClient;
+  readonly realtime: Realtime;
+  readonly sockets: Sockets;
   /** readiness 503, stop accepting, finish in-flight requests, release ticker leases, disconnect */
   stop(): Promise<void>;
 }
@@ -51,7 +56,8 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const metrics = createMetrics();
   const store = new QueueStore(redis, config.redis.keyPrefix);
   const registry = new EventRegistry(redis, config.redis.keyPrefix);
-  const broker = new RedisBroker(redis, () => redis.duplicate());
+  // The subscriber may queue its SUBSCRIBE until connected (ioredis re-subscribes after a reconnect).
+  const broker = new RedisBroker(redis, () => redis.duplicate({ enableOfflineQueue: true }));
   const admission = await AdmissionTokenIssuer.ephemeral(config.admissionTokenTtlSec);
   const ticker = new Ticker(
     store,
@@ -71,6 +77,23 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
 
   let draining = false;
   const http = new HttpServer({ maxBodyBytes: config.server.maxBodyBytes, log, metrics });
+  const wsOptions = {
+    maxConnections: config.ws.maxConnections,
+    softBackpressureBytes: Math.min(64 * 1024, Math.floor(config.ws.maxBackpressureBytes / 4)),
+    maxBackpressureBytes: config.ws.maxBackpressureBytes,
+    maxMessageBytes: config.ws.maxMessageBytes,
+    idleTimeoutSec: config.ws.idleTimeoutSec,
+  };
+  const sockets = new Sockets(wsOptions, metrics);
+  const graceMs = config.queue.reconnectGraceSec * 1000;
+  const realtime = new Realtime(
+    store,
+    broker,
+    sockets,
+    { tickMs: config.queue.tickMs, pollTimeoutMs: config.queue.pollTimeoutSec * 1000, reconnectGraceMs: graceMs, nearFront: config.ws.nearFront },
+    log,
+    metrics,
+  );
   registerHealthRoutes(
     http,
     {
@@ -84,24 +107,45 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     metrics,
     config.instanceId,
   );
-  registerQueueRoutes(http, { store, registry, admission, config, metrics, log });
+  registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime });
+  registerWsRoute(
+    http.app,
+    {
+      store,
+      admission,
+      realtime,
+      sockets,
+      log,
+      metrics,
+      isDraining: () => draining,
+      // until the instance's first periodic refresh: the grace plus a refresh interval
+      attachLivenessMs: graceMs + 6000,
+    },
+    wsOptions,
+  );
   registerAdminRoutes(http, { store, registry, config, log });
   http.finish();
   const port = await http.listen(config.server.host, config.server.port);
   ticker.start();
+  realtime.start();
   log.info({ host: config.server.host, port, instance: config.instanceId, admin_api: Boolean(config.adminToken) }, 'gateway listening');
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       draining = true;
-      log.info('draining: readiness 503, finishing requests in flight');
-      await http.close();
+      log.info('draining: readiness 503, sockets told to reconnect elsewhere, finishing requests in flight');
+      const closed = sockets.closeAll(Close.DRAINING, 'draining: reconnect');
+      const httpClosed = http.close();
+      // closing sockets set each user's liveness to now + grace: write that before going
+      await realtime.stop();
+      await httpClosed;
+      log.info({ sockets: closed }, 'drained');
       await ticker.stop();
       await broker.close();
       redis.disconnect();
       log.info('gateway stopped');
     })());
 
-  return { port, config, store, ticker, metrics, redis, stop };
+  return { port, config, store, ticker, metrics, redis, realtime, sockets, stop };
 }

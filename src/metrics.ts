@@ -54,6 +54,20 @@ export function createMetrics() {
       buckets: [1, 5, 10, 30, 60, 120, 300, 600, 1800],
       registers: [registry],
     }),
+    attachedUsers: new Gauge({ name: 'realtime_attached_users', help: 'Users attached to this instance (socket or recent poll)', registers: [registry] }),
+    wsConnections: new Gauge({ name: 'ws_connections', help: 'Open WebSocket connections', registers: [registry] }),
+    wsOpened: new Counter({ name: 'ws_connections_opened_total', help: 'WebSocket connections accepted', registers: [registry] }),
+    wsClosed: new Counter({ name: 'ws_connections_closed_total', help: 'WebSocket connections closed, by close code', labelNames: ['code'] as const, registers: [registry] }),
+    wsMessagesOut: new Counter({ name: 'ws_messages_sent_total', help: 'WebSocket messages sent', labelNames: ['type'] as const, registers: [registry] }),
+    wsMessagesIn: new Counter({ name: 'ws_messages_received_total', help: 'WebSocket messages received', labelNames: ['type'] as const, registers: [registry] }),
+    wsDropped: new Counter({ name: 'ws_updates_dropped_total', help: 'Position updates skipped or sockets dropped for backpressure', labelNames: ['action'] as const, registers: [registry] }),
+    fanoutDuration: new Histogram({
+      name: 'realtime_fanout_duration_seconds',
+      help: 'Time to apply one tick message to all attached users of an event and queue their updates',
+      buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      registers: [registry],
+    }),
+    statusFromMemory: new Counter({ name: 'realtime_status_answers_total', help: 'Status polls by where they were answered', labelNames: ['source'] as const, registers: [registry] }),
   };
 }
 

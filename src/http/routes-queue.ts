@@ -5,6 +5,10 @@ import { estimate } from '../queue/eta.js';
 import type { QueueStore, StatusSnapshot } from '../queue/store.js';
 import type { EventRegistry } from '../queue/registry.js';
 import type { AdmissionTokenIssuer } from '../auth/admission-token.js';
+import type { Realtime } from '../realtime/realtime.js';
+import { enterLine } from '../queue/entry.js';
+import type { Estimate } from '../queue/eta.js';
+import type { EventRoom, LocalUser } from '../realtime/event-room.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
@@ -22,6 +26,7 @@ export interface QueueRouteDeps {
   config: Config;
   metrics: Metrics;
   log: Logger;
+  realtime: Realtime;
 }
 
 function requireToken(req: HttpRequest): string {
@@ -52,6 +57,27 @@ export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: num
   }
   // admitted: the user is through; position and ETA are final.
   return { ...base, position: 0, people_ahead: 0, eta_sec: 0, eta_low: 0, eta_high: 0, confidence: 1, ready_for_entry: false, poll_after_ms: 0 };
+}
+
+/** The same body as statusBody, from this instance's memory (exact as of the last tick message). */
+function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): Record<string, unknown> {
+  const now = room.redisNow();
+  const ready = u.state === 'ready';
+  return {
+    event_id: room.eventId,
+    event_state: room.eventState,
+    status: u.state,
+    waiting_time: Math.max(0, Math.floor((now - u.joinedMs) / 1000)),
+    position: e.position,
+    people_ahead: e.peopleAhead,
+    eta_sec: e.etaSec,
+    eta_low: e.etaLowSec,
+    eta_high: e.etaHighSec,
+    confidence: e.confidence,
+    ready_for_entry: ready,
+    ...(ready ? { ready_deadline: new Date(u.readyDeadlineMs).toISOString(), ready_expires_in_sec: Math.max(0, Math.floor((u.readyDeadlineMs - now) / 1000)) } : {}),
+    poll_after_ms: e.pollAfterMs,
+  };
 }
 
 export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
@@ -99,6 +125,16 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
 
   http.route('GET', '/api/v1/queue/status', async (req) => {
     const token = requireToken(req);
+    // A user this instance holds is answered from memory: no Redis round trip
+    // (the poll still counts as a heartbeat: liveness is refreshed in the next batch).
+    const mem = d.realtime.statusFromMemory(token);
+    if (mem) {
+      d.metrics.statusFromMemory.inc({ source: 'memory' });
+      op('status', 'ok');
+      return { status: 200, body: memoryBody(mem.room, mem.user, mem.estimate) };
+    }
+    d.metrics.statusFromMemory.inc({ source: 'redis' });
+    const roomBefore = d.realtime.roomFor(tokenEvent(token)!);
     const s = await d.store.status(token, livenessMs);
     if (!s) {
       op('status', 'not_found');
@@ -109,6 +145,12 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
       throw new AppError('TOKEN_EXPIRED', s.state === 'left' ? 'this place was given up (left the line)' : `this place in line has expired (${s.reason})`, {
         reason: s.state === 'left' ? 'left' : s.reason,
       });
+    }
+    if (s.state === 'waiting' || s.state === 'ready') {
+      // Attach lazily so the next poll is answered from memory. Only adopt this
+      // read if the event's tick channel was subscribed before it; otherwise
+      // attach in the background with its own read (no tick can slip between).
+      void d.realtime.adoptOrAttach(s, livenessMs, roomBefore).catch(() => undefined);
     }
     op('status', 'ok');
     return { status: 200, body: statusBody(s, q.tickMs, livenessMs) };
@@ -121,17 +163,10 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
       const body = jsonBody(req);
       const token = body.waiting_token;
       if (typeof token !== 'string' || token === '') throw new AppError('MISSING_TOKEN', 'waiting_token is required');
-      try {
-        const r = await d.store.enter(token);
-        const reservationToken = await d.admission.sign({ eventId: r.eventId, waitingToken: token, userId: '' });
-        op('enter', 'ok');
-        d.metrics.queueWait.observe(Math.max(0, (r.admittedMs - r.joinedMs) / 1000));
-        d.log.info({ event_id: r.eventId, waited_ms: r.admittedMs - r.joinedMs }, 'admitted');
-        return { status: 200, body: { admission: 'granted', reservation_token: reservationToken, ttl_sec: d.admission.ttlSec } };
-      } catch (err) {
-        op('enter', err instanceof AppError ? err.code.toLowerCase() : 'error');
-        throw err;
-      }
+      const entry = await enterLine(d, token, 'http');
+      // a socket of this user on this instance hears it at once, not at the next tick
+      d.realtime.finishLocal(token, 'entered', { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec });
+      return { status: 200, body: { admission: 'granted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec } };
     },
     { body: true },
   );
@@ -139,6 +174,7 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
   http.route('DELETE', '/api/v1/queue/leave', async (req) => {
     const token = requireToken(req);
     await d.store.leave(token);
+    d.realtime.finishLocal(token, 'left');
     op('leave', 'ok');
     return { status: 200, body: { status: 'left' } };
   });

@@ -24,8 +24,10 @@ export interface TickMessage {
   readonly p: ReadonlyArray<readonly [number, number]>;
   /** exits since the previous tick: [exitSeq, lineSeq, reason] */
   readonly o: ReadonlyArray<readonly [number, number, string]>;
-  /** last exit sequence number applied */
+  /** exit sequence number of the last exit that happened before this tick */
   readonly xs: number;
+  /** the event's reconnect grace, seconds */
+  readonly g: number;
   readonly eta: TickResult['eta'] & { tokens: number };
 }
 
@@ -40,6 +42,7 @@ export function toMessage(eventId: string, r: TickResult): TickMessage {
     p: r.promoted.map(([, seq, dl]) => [seq, dl] as const),
     o: r.exits,
     xs: r.xseq,
+    g: r.reconnectGraceSec,
     eta: { ...r.eta, tokens: r.tokens },
   };
 }

@@ -86,6 +86,7 @@ export interface EtaParams {
 }
 
 export interface StatusSnapshot {
+  readonly token: string;
   readonly eventId: string;
   readonly state: UserState;
   /** 0-based rank in line (ready prefix included), -1 when not in line */
@@ -102,6 +103,7 @@ export interface StatusSnapshot {
   readonly seq: number;
   /** exits so far in this event: `rank` is exact as of this exit */
   readonly xseq: number;
+  readonly reconnectGraceSec: number;
 }
 
 export interface TickResult {
@@ -118,6 +120,7 @@ export interface TickResult {
   readonly eta: { rate: number; rw: number; r1: number; r5: number; r15: number; share: number; conf: number; spread: number };
   readonly nowMs: number;
   readonly xseq: number;
+  readonly reconnectGraceSec: number;
 }
 
 export interface EventStats {
@@ -211,6 +214,7 @@ export class QueueStore {
     if (num(r[0]) === 0) return null;
     const rate = num(r[10]);
     return {
+      token,
       eventId,
       state: stateNames[String(r[1])] ?? 'expired',
       rank: num(r[2], -1),
@@ -231,6 +235,7 @@ export class QueueStore {
       },
       seq: num(r[16]),
       xseq: num(r[17]),
+      reconnectGraceSec: num(r[18], 30),
     };
   }
 
@@ -318,6 +323,7 @@ export class QueueStore {
       eta: { rate: e[0]!, rw: e[1]!, r1: e[2]!, r5: e[3]!, r15: e[4]!, share: e[5]!, conf: e[6]!, spread: e[7]! },
       nowMs: num(r[9]),
       xseq: num(r[10]),
+      reconnectGraceSec: num(r[11], 30),
     };
   }
 

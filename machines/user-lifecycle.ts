@@ -1,0 +1,140 @@
+import { assign, createMachine, createActor, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+
+// The lifecycle of one waiting user, on the instance the user is attached to.
+//
+// Two parallel regions:
+//  - lifecycle: waiting -> ready -> admitted | expired, or left. Every
+//    transition is driven from outside: PROMOTED / EXITED come from the
+//    admission ticks published by Redis (the Lua scripts decide), never from
+//    this machine. The ready window is a machine timer only so the local view
+//    stops offering "enter" on time (ready.lapsed); the expiry itself is the
+//    tick's (an EXITED with reason ready_timeout).
+//  - connection: while at least one socket is open the user is live; when the
+//    last one closes the reconnect grace runs as a machine timer, and when it
+//    elapses the instance lets go of the user (GRACE_ELAPSED -> detached). It
+//    does not remove anyone: the tick's liveness sweep does, and only if no
+//    instance refreshed the user's liveness meanwhile (a user who reconnected
+//    to another instance keeps the place).
+//
+// Deliberately not in here: per-tick position/ETA updates and HTTP polls.
+// Those are the hot paths and are computed for all attached users at once
+// (src/realtime/event-room.ts), without an event per actor.
+
+export type ExitReason = 'entered' | 'left' | 'ready_timeout' | 'liveness' | string;
+
+export interface UserInput {
+  readonly state: 'waiting' | 'ready';
+  readonly readyDeadlineMs: number;
+  readonly reconnectGraceMs: number;
+  /** local clock offset: Redis time - Date.now(), so deadlines from Redis become local timers */
+  readonly clockOffsetMs: number;
+  /** sockets open at creation (0 for a user attached by an HTTP poll) */
+  readonly sockets: number;
+  readonly onDetached: () => void;
+}
+
+export interface UserContext extends UserInput {
+  sockets: number;
+  readyDeadlineMs: number;
+  exitReason: ExitReason | undefined;
+}
+
+export type UserEvent =
+  | { type: 'PROMOTED'; deadlineMs: number }
+  | { type: 'EXITED'; reason: ExitReason }
+  | { type: 'SOCKET_OPENED' }
+  | { type: 'SOCKET_CLOSED' };
+
+const finalFor = (reason: ExitReason): 'admitted' | 'left' | 'expired' =>
+  reason === 'entered' ? 'admitted' : reason === 'left' ? 'left' : 'expired';
+
+export const userLifecycle = createMachine(
+  {
+    id: 'user',
+    types: {} as { context: UserContext; events: UserEvent; input: UserInput },
+    type: 'parallel',
+    context: ({ input }) => ({ ...input, exitReason: undefined }),
+    states: {
+      lifecycle: {
+        initial: 'boot',
+        states: {
+          boot: {
+            always: [{ guard: ({ context }) => context.state === 'ready', target: 'ready' }, { target: 'waiting' }],
+          },
+          waiting: {
+            on: {
+              PROMOTED: { target: 'ready', actions: assign({ readyDeadlineMs: ({ event }) => event.deadlineMs }) },
+            },
+          },
+          ready: {
+            initial: 'open',
+            states: {
+              open: { after: { readyWindow: 'lapsed' } },
+              lapsed: {},
+            },
+          },
+          admitted: { type: 'final' },
+          expired: { type: 'final' },
+          left: { type: 'final' },
+        },
+        on: {
+          EXITED: [
+            { guard: ({ event }) => finalFor(event.reason) === 'admitted', target: '.admitted', actions: assign({ exitReason: ({ event }) => event.reason }) },
+            { guard: ({ event }) => finalFor(event.reason) === 'left', target: '.left', actions: assign({ exitReason: ({ event }) => event.reason }) },
+            { target: '.expired', actions: assign({ exitReason: ({ event }) => event.reason }) },
+          ],
+        },
+      },
+      connection: {
+        initial: 'boot',
+        states: {
+          boot: {
+            always: [{ guard: ({ context }) => context.sockets > 0, target: 'connected' }, { target: 'polling' }],
+          },
+          // attached by HTTP polls: the room detaches idle pollers in bulk (no timer per poll)
+          polling: {
+            on: { SOCKET_OPENED: { target: 'connected', actions: assign({ sockets: ({ context }) => context.sockets + 1 }) } },
+          },
+          connected: {
+            on: {
+              SOCKET_OPENED: { actions: assign({ sockets: ({ context }) => context.sockets + 1 }) },
+              SOCKET_CLOSED: [
+                { guard: ({ context }) => context.sockets <= 1, target: 'grace', actions: assign({ sockets: 0 }) },
+                { actions: assign({ sockets: ({ context }) => context.sockets - 1 }) },
+              ],
+            },
+          },
+          grace: {
+            after: { reconnectGrace: 'detached' },
+            on: { SOCKET_OPENED: { target: 'connected', actions: assign({ sockets: 1 }) } },
+          },
+          detached: { type: 'final', entry: ({ context }) => context.onDetached() },
+        },
+      },
+    },
+  },
+  {
+    delays: {
+      readyWindow: ({ context }) => Math.max(0, context.readyDeadlineMs - context.clockOffsetMs - Date.now()),
+      reconnectGrace: ({ context }) => context.reconnectGraceMs,
+    },
+  },
+);
+
+export type UserActor = ActorRefFrom<typeof userLifecycle>;
+export type UserSnapshot = SnapshotFrom<typeof userLifecycle>;
+
+export function startUserActor(input: UserInput): UserActor {
+  return createActor(userLifecycle, { input }).start();
+}
+
+/** 'waiting' | 'ready' | 'admitted' | 'expired' | 'left' */
+export function lifecycleOf(s: UserSnapshot): 'waiting' | 'ready' | 'admitted' | 'expired' | 'left' {
+  const v = (s.value as { lifecycle: string | Record<string, string> }).lifecycle;
+  const top = typeof v === 'string' ? v : Object.keys(v)[0]!;
+  return top === 'boot' ? 'waiting' : (top as 'waiting' | 'ready' | 'admitted' | 'expired' | 'left');
+}
+
+export function readyLapsed(s: UserSnapshot): boolean {
+  return s.matches({ lifecycle: { ready: 'lapsed' } });
+}

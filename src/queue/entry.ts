@@ -1,0 +1,35 @@
+import type { AdmissionTokenIssuer } from '../auth/admission-token.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { AppError } from '../errors.js';
+import type { QueueStore } from './store.js';
+
+// Enter, the same for HTTP and WebSocket callers: the script decides (only a
+// ready user, once), then the gateway signs the admission token.
+
+export interface EntryDeps {
+  store: QueueStore;
+  admission: AdmissionTokenIssuer;
+  metrics: Metrics;
+  log: Logger;
+}
+
+export interface Entry {
+  eventId: string;
+  reservationToken: string;
+  ttlSec: number;
+}
+
+export async function enterLine(d: EntryDeps, token: string, via: 'http' | 'ws'): Promise<Entry> {
+  try {
+    const r = await d.store.enter(token);
+    const reservationToken = await d.admission.sign({ eventId: r.eventId, waitingToken: token, userId: '' });
+    d.metrics.queueOps.inc({ operation: 'enter', status: 'ok' });
+    d.metrics.queueWait.observe(Math.max(0, (r.admittedMs - r.joinedMs) / 1000));
+    d.log.info({ event_id: r.eventId, waited_ms: r.admittedMs - r.joinedMs, via }, 'admitted');
+    return { eventId: r.eventId, reservationToken, ttlSec: d.admission.ttlSec };
+  } catch (err) {
+    d.metrics.queueOps.inc({ operation: 'enter', status: err instanceof AppError ? err.code.toLowerCase() : 'error' });
+    throw err;
+  }
+}

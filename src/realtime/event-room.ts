@@ -1,0 +1,316 @@
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { TickMessage } from '../queue/broker.js';
+import type { EtaParams, EventState, StatusSnapshot } from '../queue/store.js';
+import { estimate, type Estimate } from '../queue/eta.js';
+import { startUserActor, lifecycleOf, type UserActor } from '../../machines/user-lifecycle.js';
+import { Close, type CloseCode, type ServerMessage } from './protocol.js';
+
+// The users of one event attached to this instance, and the fan-out after
+// each tick. Ranks are kept exact without asking Redis per user: each user's
+// rank is read once (with the exit sequence number it is exact at), then
+// every exit published in a tick message moves everyone behind it up by one.
+// One sorted pass per tick covers all users (O(U + E log E)); no per-actor
+// event for position updates.
+
+export interface SocketSink {
+  /** essential messages (ready/terminal) bypass the slow-consumer skip; returns false when the socket cannot take it now */
+  send(socketId: number, msg: ServerMessage, essential: boolean): boolean;
+  close(socketId: number, code: CloseCode, reason: string): void;
+}
+
+export interface RoomOptions {
+  eventId: string;
+  tickMs: number;
+  pollTimeoutMs: number;
+  sink: SocketSink;
+  log: Logger;
+  metrics: Metrics;
+  /** users at or before this position get every change; behind it updates are coalesced */
+  nearFront: number;
+}
+
+export interface LocalUser {
+  readonly token: string;
+  readonly seq: number;
+  readonly joinedMs: number;
+  /** 0-based rank in line (ready prefix included), exact as of exit sequence x0 */
+  rank: number;
+  x0: number;
+  state: 'waiting' | 'ready';
+  readyDeadlineMs: number;
+  sockets: number[];
+  /** local ms of the last HTTP poll answered for this user (0 = never) */
+  lastPollAt: number;
+  /** local ms the last socket closed (liveness deadline was set to then + grace) */
+  closedAt: number;
+  actor: UserActor;
+  pushedPos: number;
+  pushedEta: number;
+  pushedAt: number;
+  /** the ETA first shown (seconds) and when (Redis ms), for gateway_eta_accuracy_seconds */
+  firstEta: number;
+  firstEtaAt: number;
+}
+
+const RECENT_EXITS_MAX = 100_000;
+
+export class EventRoom {
+  readonly users = new Map<string, LocalUser>();
+  private readonly bySeq = new Map<number, LocalUser>();
+  private sorted: LocalUser[] = [];
+  private sortedDirty = false;
+  /** exits seen in tick messages, for users whose first read predates them */
+  private recent: [number, number][] = [];
+  /** exit sequence number of the last exit applied; -1 until the first message */
+  private lastXs = -1;
+  readyCount = 0;
+  qlen = 0;
+  eventState: EventState = 'open';
+  eta: EtaParams = { rate: 1, rw: 1, share: 1, conf: 0, spread: 0.6, tokens: 0 };
+  reconnectGraceMs = 30_000;
+  /** Redis time minus local time, from the last tick message */
+  clockOffsetMs = 0;
+  lastTickAt = 0;
+  emptySince = Date.now();
+  /** set when a gap in exit sequence numbers shows a lost message */
+  onResyncNeeded: (() => void) | undefined;
+
+  constructor(private readonly o: RoomOptions) {}
+
+  get eventId(): string {
+    return this.o.eventId;
+  }
+
+  /** A user read from Redis (status script) joins this instance's view. */
+  add(s: StatusSnapshot, sockets: number[], onDetached: (u: LocalUser) => void): LocalUser {
+    const existing = this.users.get(s.token);
+    if (existing) return existing;
+    if (this.lastTickAt === 0) {
+      this.readyCount = s.readyCount;
+      this.eventState = s.eventState;
+      this.eta = s.eta;
+      this.reconnectGraceMs = s.reconnectGraceSec * 1000;
+      this.clockOffsetMs = s.nowMs - Date.now();
+    }
+    let rank = s.rank;
+    // exits already applied to everyone else but not yet reflected in this read
+    for (const [xs, seq] of this.recent) if (xs > s.xseq && seq < s.seq) rank--;
+    const ready = s.state === 'ready';
+    const user: LocalUser = {
+      token: s.token,
+      seq: s.seq,
+      joinedMs: s.joinedMs,
+      rank,
+      x0: Math.max(s.xseq, this.lastXs),
+      state: ready ? 'ready' : 'waiting',
+      readyDeadlineMs: s.readyDeadlineMs,
+      sockets: [...sockets],
+      lastPollAt: sockets.length ? 0 : Date.now(),
+      closedAt: 0,
+      actor: undefined as unknown as UserActor,
+      pushedPos: -1,
+      pushedEta: -1,
+      pushedAt: 0,
+      firstEta: -1,
+      firstEtaAt: 0,
+    };
+    user.actor = startUserActor({
+      state: user.state,
+      readyDeadlineMs: s.readyDeadlineMs,
+      reconnectGraceMs: this.reconnectGraceMs,
+      clockOffsetMs: this.clockOffsetMs,
+      sockets: sockets.length,
+      onDetached: () => onDetached(user),
+    });
+    this.users.set(user.token, user);
+    this.bySeq.set(user.seq, user);
+    this.sortedDirty = true;
+    this.o.metrics.attachedUsers.inc();
+    return user;
+  }
+
+  remove(u: LocalUser): void {
+    if (this.users.get(u.token) !== u) return;
+    this.users.delete(u.token);
+    this.bySeq.delete(u.seq);
+    this.sortedDirty = true;
+    u.actor.stop();
+    this.o.metrics.attachedUsers.dec();
+    if (this.users.size === 0) this.emptySince = Date.now();
+  }
+
+  estimateFor(u: LocalUser): Estimate {
+    return estimate(u.rank, this.readyCount, u.state === 'waiting', this.eta, this.o.tickMs, this.o.pollTimeoutMs);
+  }
+
+  redisNow(): number {
+    return Date.now() + this.clockOffsetMs;
+  }
+
+  positionMessage(u: LocalUser, e: Estimate): ServerMessage & { type: 'position' } {
+    return {
+      type: 'position',
+      status: u.state,
+      position: e.position,
+      people_ahead: e.peopleAhead,
+      eta_sec: e.etaSec,
+      eta_low: e.etaLowSec,
+      eta_high: e.etaHighSec,
+      confidence: e.confidence,
+      event_state: this.eventState,
+    };
+  }
+
+  readyMessage(u: LocalUser): ServerMessage {
+    return {
+      type: 'ready',
+      position: u.rank + 1,
+      ready_deadline: new Date(u.readyDeadlineMs).toISOString(),
+      expires_in_sec: Math.max(0, Math.floor((u.readyDeadlineMs - this.redisNow()) / 1000)),
+    };
+  }
+
+  /** Sends the current position to one user (first message after a socket opens, or a coalesced update). */
+  pushPosition(u: LocalUser, force: boolean): void {
+    if (u.sockets.length === 0) return;
+    const e = this.estimateFor(u);
+    this.noteFirstEta(u, e);
+    if (!force) {
+      const posChanged = e.position !== u.pushedPos;
+      const etaChanged = Math.abs(e.etaSec - u.pushedEta) > Math.max(2, u.pushedEta * 0.1);
+      if (!posChanged && !etaChanged) return;
+      // far back: coalesce small moves; always at least every 5 s when something changed
+      if (e.position > this.o.nearFront && !etaChanged && Math.abs(e.position - u.pushedPos) < u.pushedPos * 0.01 && Date.now() - u.pushedAt < 5000) return;
+    }
+    const msg = this.positionMessage(u, e);
+    let sent = false;
+    for (const id of u.sockets) sent = this.o.sink.send(id, msg, false) || sent;
+    if (sent) {
+      u.pushedPos = e.position;
+      u.pushedEta = e.etaSec;
+      u.pushedAt = Date.now();
+    }
+  }
+
+  private noteFirstEta(u: LocalUser, e: Estimate): void {
+    if (u.firstEta < 0 && u.state === 'waiting') {
+      u.firstEta = e.etaSec;
+      u.firstEtaAt = this.redisNow();
+    }
+  }
+
+  private ensureSorted(): LocalUser[] {
+    if (this.sortedDirty) {
+      this.sorted = [...this.users.values()].sort((a, b) => a.seq - b.seq);
+      this.sortedDirty = false;
+    }
+    return this.sorted;
+  }
+
+  applyTick(m: TickMessage): void {
+    const started = process.hrtime.bigint();
+    this.clockOffsetMs = m.t - Date.now();
+    this.lastTickAt = Date.now();
+    this.reconnectGraceMs = m.g * 1000;
+    const exits = this.lastXs >= 0 ? m.o.filter(([xs]) => xs > this.lastXs) : m.o;
+    const gap = this.lastXs >= 0 && (exits.length > 0 ? exits[0]![0] !== this.lastXs + 1 : m.xs > this.lastXs && m.o.length === 0);
+    if (exits.length > 0) {
+      this.applyExits(exits);
+      this.lastXs = exits[exits.length - 1]![0];
+    } else if (this.lastXs < 0) {
+      this.lastXs = m.xs;
+    }
+    for (const [seq, deadline] of m.p) {
+      const u = this.bySeq.get(seq);
+      if (!u || u.state !== 'waiting') continue;
+      u.state = 'ready';
+      u.readyDeadlineMs = deadline;
+      u.actor.send({ type: 'PROMOTED', deadlineMs: deadline });
+      if (u.firstEta >= 0) {
+        const actual = (m.t - u.joinedMs) / 1000;
+        const predicted = u.firstEta + (u.firstEtaAt - u.joinedMs) / 1000;
+        this.o.metrics.etaAccuracy.observe({ event_id: this.o.eventId }, Math.abs(actual - predicted));
+      }
+      const msg = this.readyMessage(u);
+      for (const id of u.sockets) this.o.sink.send(id, msg, true);
+    }
+    if (m.s !== this.eventState) {
+      const prev = this.eventState;
+      this.eventState = m.s;
+      const note: ServerMessage | undefined = m.s === 'paused' ? { type: 'paused' } : prev === 'paused' && m.s === 'open' ? { type: 'resumed' } : undefined;
+      if (note) for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, note, true);
+    }
+    this.readyCount = m.r;
+    this.qlen = m.q;
+    this.eta = { rate: m.eta.rate, rw: m.eta.rw, share: m.eta.share, conf: m.eta.conf, spread: m.eta.spread, tokens: m.eta.tokens };
+    for (const u of this.users.values()) this.pushPosition(u, false);
+    this.o.metrics.fanoutDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    if (gap) {
+      this.o.log.warn({ event_id: this.o.eventId, last: this.lastXs, got: exits[0]?.[0] ?? m.xs }, 'tick message gap: resynchronising ranks');
+      this.lastXs = -1;
+      this.onResyncNeeded?.();
+    }
+  }
+
+  private applyExits(exits: ReadonlyArray<readonly [number, number, string]>): void {
+    for (const [xs, seq] of exits) this.recent.push([xs, seq]);
+    if (this.recent.length > RECENT_EXITS_MAX) this.recent.splice(0, this.recent.length - RECENT_EXITS_MAX / 2);
+    const firstXs = exits[0]![0];
+    const lastXs = exits[exits.length - 1]![0];
+    const seqs = exits.map((e) => e[1]).sort((a, b) => a - b);
+    let j = 0;
+    for (const u of this.ensureSorted()) {
+      while (j < seqs.length && seqs[j]! < u.seq) j++;
+      if (u.x0 < firstXs) {
+        u.rank -= j;
+      } else {
+        // attached while these exits were in flight: count only the ones after its read
+        for (const [xs, seq] of exits) if (xs > u.x0 && seq < u.seq) u.rank--;
+      }
+      if (u.x0 < lastXs) u.x0 = lastXs;
+    }
+    for (const [, seq, reason] of exits) {
+      const u = this.bySeq.get(seq);
+      if (u) this.finish(u, reason);
+    }
+  }
+
+  /** The user left the line for good (seen in a tick, or done through this instance). */
+  finish(u: LocalUser, reason: string, admittedMsg?: ServerMessage): void {
+    u.actor.send({ type: 'EXITED', reason });
+    const final = lifecycleOf(u.actor.getSnapshot());
+    const [msg, code]: [ServerMessage, CloseCode] =
+      final === 'admitted'
+        ? [admittedMsg ?? { type: 'admitted' }, Close.ADMITTED]
+        : final === 'left'
+          ? [{ type: 'left' }, Close.LEFT]
+          : [{ type: 'expired', reason }, Close.EXPIRED];
+    // Detach the list first: closing a socket runs its close handler
+    // synchronously, which would edit the list under this loop.
+    const ids = u.sockets;
+    u.sockets = [];
+    for (const id of ids) {
+      this.o.sink.send(id, msg, true);
+      this.o.sink.close(id, code, final);
+    }
+    this.remove(u);
+  }
+
+  /** Rebuild ranks after a lost message: one call for everyone (see Realtime.resync). */
+  applyRanks(tokens: readonly string[], xseq: number, ranks: readonly number[]): LocalUser[] {
+    const gone: LocalUser[] = [];
+    tokens.forEach((t, i) => {
+      const u = this.users.get(t);
+      if (!u) return;
+      const r = ranks[i]!;
+      if (r < 0) gone.push(u);
+      else {
+        u.rank = r;
+        u.x0 = xseq;
+      }
+    });
+    this.recent = [];
+    return gone;
+  }
+}

@@ -1,0 +1,80 @@
+import { pack, unpack } from 'msgpackr';
+
+// WebSocket protocol v1 (documented in docs/PROTOCOL.md). JSON text frames
+// by default; msgpack binary frames when the client offers the
+// `waiting-room.v1.msgpack` subprotocol. Same fields either way.
+
+export const PROTOCOL_VERSION = 1;
+export const SUBPROTOCOL_JSON = 'waiting-room.v1.json';
+export const SUBPROTOCOL_MSGPACK = 'waiting-room.v1.msgpack';
+
+export type Format = 'json' | 'msgpack';
+
+/** Close codes. 4000-4099: terminal, do not reconnect. 4100-4199: reconnect (any instance). */
+export const Close = {
+  ADMITTED: 4000,
+  LEFT: 4001,
+  UNKNOWN_TOKEN: 4004,
+  EXPIRED: 4010,
+  BAD_MESSAGE: 4400,
+  DRAINING: 4100,
+  SLOW_CONSUMER: 4101,
+  OVERLOADED: 4102,
+  STORE_UNAVAILABLE: 4103,
+} as const;
+
+export type CloseCode = (typeof Close)[keyof typeof Close];
+export const isReconnectCode = (code: number): boolean => code >= 4100 && code < 4200;
+
+export interface PositionMessage {
+  type: 'position';
+  status: 'waiting' | 'ready';
+  position: number;
+  people_ahead: number;
+  eta_sec: number;
+  eta_low: number;
+  eta_high: number;
+  confidence: number;
+  event_state: string;
+}
+
+export type ServerMessage =
+  | ({ type: 'welcome'; v: number; event_id: string } & Omit<PositionMessage, 'type'> & { ready_deadline?: string })
+  | PositionMessage
+  | { type: 'ready'; position: number; ready_deadline: string; expires_in_sec: number }
+  | { type: 'admitted'; reservation_token?: string; ttl_sec?: number }
+  | { type: 'expired'; reason: string }
+  | { type: 'left' }
+  | { type: 'paused' }
+  | { type: 'resumed' }
+  | { type: 'pong' }
+  | { type: 'error'; code: string; message: string; position?: number };
+
+export type ClientMessage = { type: 'enter' } | { type: 'leave' } | { type: 'ping' };
+
+export function chooseSubprotocol(offered: string): { protocol: string; format: Format } {
+  const list = offered.split(',').map((s) => s.trim());
+  if (list.includes(SUBPROTOCOL_MSGPACK)) return { protocol: SUBPROTOCOL_MSGPACK, format: 'msgpack' };
+  if (list.includes(SUBPROTOCOL_JSON)) return { protocol: SUBPROTOCOL_JSON, format: 'json' };
+  return { protocol: '', format: 'json' };
+}
+
+export function encode(msg: ServerMessage, format: Format): string | Uint8Array {
+  return format === 'msgpack' ? pack(msg) : JSON.stringify(msg);
+}
+
+export function parseClientMessage(data: ArrayBuffer, isBinary: boolean, format: Format): ClientMessage | undefined {
+  try {
+    let v: unknown;
+    if (isBinary || format === 'msgpack') {
+      v = unpack(new Uint8Array(data));
+    } else {
+      v = JSON.parse(Buffer.from(data).toString('utf8'));
+    }
+    if (typeof v !== 'object' || v === null) return undefined;
+    const t = (v as { type?: unknown }).type;
+    return t === 'enter' || t === 'leave' || t === 'ping' ? { type: t } : undefined;
+  } catch {
+    return undefined;
+  }
+}

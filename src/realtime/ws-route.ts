@@ -1,0 +1,247 @@
+import type { UWS } from '../uws.js';
+import { loadUws } from '../uws.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { AppError } from '../errors.js';
+import { enterLine, type EntryDeps } from '../queue/entry.js';
+import type { QueueStore } from '../queue/store.js';
+import type { EventRoom, LocalUser, SocketSink } from './event-room.js';
+import type { Realtime } from './realtime.js';
+import { Close, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
+
+// GET /api/v1/queue/ws?token=<waiting_token> on the same uWebSockets.js app.
+// The upgrade reads everything synchronously, registers onAborted before the
+// attach (one Redis read), and upgrades corked. Timers and tick handlers hold
+// socket ids, never socket handles: a closed socket is simply not found.
+
+export interface SocketData {
+  id: number;
+  token: string;
+  eventId: string;
+  format: Format;
+  closeWith: [CloseCode, string] | undefined;
+  room: EventRoom | undefined;
+  user: LocalUser | undefined;
+}
+
+type WS = UWS.WebSocket<SocketData>;
+
+export interface WsOptions {
+  maxConnections: number;
+  /** a socket with more than this queued is skipped for position updates until it drains */
+  softBackpressureBytes: number;
+  maxBackpressureBytes: number;
+  maxMessageBytes: number;
+  idleTimeoutSec: number;
+}
+
+/** The socket registry the rooms send through. */
+export class Sockets implements SocketSink {
+  readonly open = new Map<number, WS>();
+  private nextId = 1;
+  constructor(
+    private readonly o: WsOptions,
+    private readonly metrics: Metrics,
+  ) {}
+
+  newId(): number {
+    return this.nextId++;
+  }
+
+  send(id: number, msg: ServerMessage, essential: boolean): boolean {
+    const ws = this.open.get(id);
+    if (!ws) return false;
+    if (!essential && ws.getBufferedAmount() > this.o.softBackpressureBytes) {
+      this.metrics.wsDropped.inc({ action: 'skipped' });
+      return false;
+    }
+    const data = encode(msg, ws.getUserData().format);
+    let r = 1;
+    ws.cork(() => {
+      r = ws.send(data, typeof data !== 'string');
+    });
+    if (r === 2) {
+      // past maxBackpressure: drop the consumer (it reconnects) instead of buffering without bound
+      this.metrics.wsDropped.inc({ action: 'closed' });
+      this.close(id, Close.SLOW_CONSUMER, 'slow consumer');
+      return false;
+    }
+    this.metrics.wsMessagesOut.inc({ type: msg.type });
+    return true;
+  }
+
+  close(id: number, code: CloseCode, reason: string): void {
+    const ws = this.open.get(id);
+    if (!ws) return;
+    this.open.delete(id);
+    ws.cork(() => ws.end(code, reason));
+  }
+
+  closeAll(code: CloseCode, reason: string): number {
+    const ids = [...this.open.keys()];
+    for (const id of ids) this.close(id, code, reason);
+    return ids.length;
+  }
+}
+
+export interface WsRouteDeps extends EntryDeps {
+  store: QueueStore;
+  realtime: Realtime;
+  sockets: Sockets;
+  log: Logger;
+  metrics: Metrics;
+  isDraining: () => boolean;
+  /** liveness window granted when a socket attaches */
+  attachLivenessMs: number;
+}
+
+const closeFor = (state: string): [CloseCode, string] =>
+  state === 'admitted' ? [Close.ADMITTED, 'admitted'] : state === 'left' ? [Close.LEFT, 'left'] : state === 'unknown' ? [Close.UNKNOWN_TOKEN, 'unknown token'] : [Close.EXPIRED, 'expired'];
+
+export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOptions): void {
+  const { sockets, realtime, metrics, log } = d;
+  app.ws<SocketData>('/api/v1/queue/ws', {
+    compression: loadUws().DISABLED,
+    maxPayloadLength: o.maxMessageBytes,
+    maxBackpressure: o.maxBackpressureBytes,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: o.idleTimeoutSec,
+    sendPingsAutomatically: true,
+
+    upgrade: (res, req, context) => {
+      const state = { aborted: false };
+      res.onAborted(() => {
+        state.aborted = true;
+      });
+      const query = req.getQuery() ?? '';
+      const key = req.getHeader('sec-websocket-key');
+      const offered = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      const token = new URLSearchParams(query).get('token') ?? '';
+      const { protocol, format } = chooseSubprotocol(offered);
+      const data: SocketData = { id: sockets.newId(), token, eventId: '', format, closeWith: undefined, room: undefined, user: undefined };
+      const upgrade = (): void => {
+        if (state.aborted) return;
+        res.cork(() => res.upgrade(data, key, protocol, extensions, context));
+      };
+      if (d.isDraining()) {
+        data.closeWith = [Close.DRAINING, 'draining: reconnect'];
+        return upgrade();
+      }
+      if (sockets.open.size >= o.maxConnections) {
+        data.closeWith = [Close.OVERLOADED, 'instance full: reconnect later'];
+        return upgrade();
+      }
+      realtime.attach(token, d.attachLivenessMs).then(
+        (r) => {
+          if (r.ok) {
+            data.eventId = r.room.eventId;
+            data.room = r.room;
+            data.user = r.user;
+          } else {
+            data.closeWith = closeFor(r.state);
+          }
+          upgrade();
+        },
+        (err: unknown) => {
+          data.closeWith = err instanceof AppError && err.code === 'REDIS_UNAVAILABLE' ? [Close.STORE_UNAVAILABLE, 'store unavailable: reconnect later'] : [Close.OVERLOADED, 'try again'];
+          if (!(err instanceof AppError)) log.error({ err }, 'websocket attach failed');
+          upgrade();
+        },
+      );
+    },
+
+    open: (ws) => {
+      const data = ws.getUserData();
+      sockets.open.set(data.id, ws);
+      metrics.wsOpened.inc();
+      metrics.wsConnections.inc();
+      if (data.closeWith) {
+        sockets.close(data.id, data.closeWith[0], data.closeWith[1]);
+        return;
+      }
+      const { room, user } = data;
+      if (!room || !user || room.users.get(user.token) !== user) {
+        // finished while the upgrade was in flight: the reconnect will get the final answer
+        sockets.close(data.id, Close.STORE_UNAVAILABLE, 'state changed: reconnect');
+        return;
+      }
+      realtime.socketOpened(room, user, data.id);
+      const e = room.estimateFor(user);
+      const { type: _position, ...fields } = room.positionMessage(user, e);
+      const welcome: ServerMessage = {
+        ...fields,
+        type: 'welcome',
+        v: 1,
+        event_id: room.eventId,
+        ...(user.state === 'ready' ? { ready_deadline: new Date(user.readyDeadlineMs).toISOString() } : {}),
+      };
+      sockets.send(data.id, welcome, true);
+      user.pushedPos = e.position;
+      user.pushedEta = e.etaSec;
+      user.pushedAt = Date.now();
+      if (user.state === 'ready') sockets.send(data.id, room.readyMessage(user), true);
+      if (room.eventState === 'paused') sockets.send(data.id, { type: 'paused' }, true);
+    },
+
+    message: (ws, message, isBinary) => {
+      const data = ws.getUserData();
+      const m = parseClientMessage(message, isBinary, data.format);
+      if (!m) {
+        metrics.wsMessagesIn.inc({ type: 'invalid' });
+        sockets.send(data.id, { type: 'error', code: 'BAD_MESSAGE', message: 'expected {"type":"enter"|"leave"|"ping"}' }, true);
+        sockets.close(data.id, Close.BAD_MESSAGE, 'bad message');
+        return;
+      }
+      metrics.wsMessagesIn.inc({ type: m.type });
+      const id = data.id;
+      const { room, user } = data;
+      if (m.type === 'ping') {
+        sockets.send(id, { type: 'pong' }, true);
+        return;
+      }
+      if (!room || !user) return;
+      if (m.type === 'enter') {
+        enterLine(d, user.token, 'ws').then(
+          (entry) => {
+            if (room.users.get(user.token) === user) room.finish(user, 'entered', { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec });
+            else sockets.send(id, { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec }, true);
+          },
+          (err: unknown) => {
+            if (err instanceof AppError && err.code === 'TOKEN_EXPIRED') {
+              if (room.users.get(user.token) === user) room.finish(user, String(err.details?.reason ?? 'ready_timeout'));
+              return;
+            }
+            const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
+            sockets.send(id, { type: 'error', code: e.code, message: e.message, ...(typeof e.details?.position === 'number' ? { position: e.details.position } : {}) }, true);
+          },
+        );
+        return;
+      }
+      // leave
+      d.store.leave(user.token).then(
+        () => {
+          if (room.users.get(user.token) === user) room.finish(user, 'left');
+        },
+        (err: unknown) => {
+          const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
+          sockets.send(id, { type: 'error', code: e.code, message: e.message }, true);
+        },
+      );
+    },
+
+    drain: (ws) => {
+      // a skipped position update is resent once the socket has room again
+      const { room, user } = ws.getUserData();
+      if (room && user) room.pushPosition(user, true);
+    },
+
+    close: (ws, code) => {
+      const data = ws.getUserData();
+      sockets.open.delete(data.id);
+      metrics.wsConnections.dec();
+      metrics.wsClosed.inc({ code: String(code) });
+      if (data.user) realtime.socketClosed(data.eventId, data.token, data.id);
+    },
+  });
+}

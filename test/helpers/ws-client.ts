@@ -1,0 +1,66 @@
+import WebSocket from 'ws';
+import { unpack } from 'msgpackr';
+
+// A real WebSocket client (the `ws` package) speaking the gateway's protocol.
+
+export interface Msg {
+  type: string;
+  [k: string]: unknown;
+}
+
+export interface Client {
+  ws: WebSocket;
+  messages: Msg[];
+  /** resolves with the first message matching `pred`, among those received from index `from` on (default: all) or arriving later */
+  next(pred: (m: Msg) => boolean, timeoutMs?: number, from?: number): Promise<Msg>;
+  closed: Promise<{ code: number; reason: string }>;
+  send(m: unknown): void;
+  close(): Promise<void>;
+}
+
+export function connect(baseUrl: string, token: string, format: 'json' | 'msgpack' = 'json', localAddress?: string): Promise<Client> {
+  const url = `${baseUrl.replace(/^http/, 'ws')}/api/v1/queue/ws?token=${encodeURIComponent(token)}`;
+  const ws = new WebSocket(url, [format === 'msgpack' ? 'waiting-room.v1.msgpack' : 'waiting-room.v1.json'], localAddress ? { localAddress } : {});
+  const messages: Msg[] = [];
+  const waiters: { pred: (m: Msg) => boolean; resolve: (m: Msg) => void }[] = [];
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    const m = (isBinary ? unpack(data) : JSON.parse(data.toString())) as Msg;
+    messages.push(m);
+    for (const w of [...waiters]) {
+      if (w.pred(m)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(m);
+      }
+    }
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  return new Promise((resolve, reject) => {
+    ws.once('error', reject);
+    ws.once('open', () =>
+      resolve({
+        ws,
+        messages,
+        closed,
+        send: (m) => ws.send(format === 'msgpack' ? Buffer.from(JSON.stringify(m)) : JSON.stringify(m)),
+        next(pred, timeoutMs = 10_000, from = 0) {
+          const seen = messages.slice(from).find(pred);
+          if (seen) return Promise.resolve(seen);
+          return new Promise<Msg>((res, rej) => {
+            const t = setTimeout(() => rej(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(messages.slice(-5))}`)), timeoutMs);
+            waiters.push({
+              pred,
+              resolve: (m) => {
+                clearTimeout(t);
+                res(m);
+              },
+            });
+          });
+        },
+        close: async () => {
+          if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000);
+          await closed;
+        },
+      }),
+    );
+  });
+}

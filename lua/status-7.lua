@@ -12,7 +12,8 @@
 
   ARGV[1] base    ARGV[2] now override
   ARGV[3] token
-  ARGV[4] liveness window in ms to grant ("0" = read only, do not refresh)
+  ARGV[4] liveness window in ms to grant ("0" = read only, do not refresh);
+          a poll only extends the deadline, never shortens it
 
   Returns {0} unknown token, or
   {1, state, rank(-1 if not in line), readyCount, joinedMs, readyDeadlineMs,
@@ -37,7 +38,7 @@ local rank = -1
 if s == 'w' or s == 'r' then
   local window = tonumber(ARGV[4])
   if window > 0 then
-    refreshLiveness(KEYS[4], tok, now + window)
+    refreshLiveness(KEYS[4], tok, now + window, true)
   end
   rank = redis.call('ZRANK', KEYS[2], tok) or -1
 end

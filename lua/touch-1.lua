@@ -4,7 +4,9 @@
 
   KEYS[1] live    ZSET token -> liveness deadline
   ARGV[1] base    ARGV[2] now override
-  ARGV[3..] pairs: token, window ms (deadline = Redis now + window)
+  ARGV[3] "set" (sockets that just closed: deadline = exactly now + window)
+          or "extend" (periodic refresh: only ever later)
+  ARGV[4..] pairs: token, window ms (deadline = Redis now + window)
 
   Returns the number of users still in line whose deadline was set.
 ]]
@@ -12,8 +14,9 @@
 --- @include "includes/liveness"
 
 local now = nowMs(ARGV[2])
+local extendOnly = ARGV[3] ~= 'set'
 local n = 0
-for i = 3, #ARGV - 1, 2 do
-  n = n + refreshLiveness(KEYS[1], ARGV[i], now + tonumber(ARGV[i + 1]))
+for i = 4, #ARGV - 1, 2 do
+  n = n + refreshLiveness(KEYS[1], ARGV[i], now + tonumber(ARGV[i + 1]), extendOnly)
 end
 return n

@@ -27,6 +27,7 @@ const schema = z.object({
   REDIS_CLUSTER_MODE: bool.default('false'),
   REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/).default('wr:'),
   REDIS_SERVER_BIN: z.string().default('redis-server'),
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(2000),
 
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
 
@@ -67,6 +68,7 @@ export interface Config {
     readonly cluster: boolean;
     readonly keyPrefix: string;
     readonly serverBin: string;
+    readonly commandTimeoutMs: number;
   };
   readonly adminToken: string | undefined;
   readonly queue: {
@@ -127,6 +129,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       cluster: e.REDIS_CLUSTER_MODE,
       keyPrefix: e.REDIS_KEY_PREFIX,
       serverBin: e.REDIS_SERVER_BIN,
+      commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
     },
     adminToken: e.ADMIN_TOKEN,
     queue: {

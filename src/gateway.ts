@@ -32,7 +32,7 @@ export interface Gateway {
 }
 
 export async function startGateway(config: Config, redisAddress: string, log: Logger): Promise<Gateway> {
-  const redis = connectRedis({ address: redisAddress, password: config.redis.password, tls: config.redis.tls });
+  const redis = connectRedis({ address: redisAddress, password: config.redis.password, tls: config.redis.tls, commandTimeoutMs: config.redis.commandTimeoutMs });
   redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
   let redisUp = false;
   redis.on('ready', () => {

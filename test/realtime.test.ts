@@ -70,6 +70,11 @@ describe('push', () => {
     await c.next((m) => m.type === 'paused');
     await putEvent('pause', { state: 'open' });
     await c.next((m) => m.type === 'resumed');
+    await putEvent('pause', { state: 'closed' });
+    expect(await c.next((m) => m.type === 'paused' && m.event_state === 'closed')).toBeTruthy();
+    await c.next((m) => m.type === 'position' && m.event_state === 'closed');
+    await putEvent('pause', { state: 'open' });
+    await c.next((m) => m.type === 'resumed' && m.event_state === 'open', 10_000, c.messages.length);
     await c.close();
   });
 });
@@ -182,6 +187,24 @@ describe('socket liveness', () => {
     expect((await stats('back')).in_line).toBe(3);
     expect(positions(cc.messages).at(-1)).toBe(3);
     for (const x of [ca, cc, again]) await x.close();
+  });
+
+  it('a user whose socket closed but who keeps polling over HTTP keeps the place past the grace', async () => {
+    await putEvent('fallback', { rate: 0.01, burst: 1, reconnect_grace_sec: 2, state: 'paused' });
+    const a = await join('fallback');
+    const b = await join('fallback');
+    const ca = await connect(gw.url, a);
+    await ca.next((m) => m.type === 'welcome');
+    await ca.close(); // e.g. WebSockets blocked by a proxy from now on: the client falls back to polling
+    const until = Date.now() + 4500; // more than twice the grace
+    while (Date.now() < until) {
+      const r = await call(gw.url, 'GET', `/api/v1/queue/status?token=${a}`);
+      expect(r.status).toBe(200);
+      expect(r.body.position).toBe(1);
+      await sleep(700);
+    }
+    expect((await stats('fallback')).in_line).toBe(2);
+    expect((await call(gw.url, 'GET', `/api/v1/queue/status?token=${b}`)).body.position).toBe(2);
   });
 });
 

@@ -266,11 +266,14 @@ export class QueueStore {
     throw refuse('leave', code);
   }
 
-  /** Sets each user's liveness deadline to Redis now + its window (users no longer in line are skipped). */
-  async touch(eventId: string, windows: ReadonlyArray<readonly [token: string, windowMs: number]>): Promise<number> {
+  /**
+   * Liveness deadlines = Redis now + each user's window, for users still in line.
+   * 'extend' only moves deadlines later (refresh); 'set' sets them exactly (a socket just closed).
+   */
+  async touch(eventId: string, windows: ReadonlyArray<readonly [token: string, windowMs: number]>, mode: 'extend' | 'set' = 'extend'): Promise<number> {
     if (windows.length === 0) return 0;
     const k = this.keys(eventId);
-    const args: (string | number)[] = [];
+    const args: (string | number)[] = [mode];
     for (const [t, w] of windows) args.push(t, Math.max(0, Math.round(w)));
     return num(await this.run('touch', [k.live], k.base, args));
   }

@@ -48,6 +48,8 @@ export interface LocalUser {
   pushedPos: number;
   pushedEta: number;
   pushedAt: number;
+  /** an enter through this instance's socket is in flight: its completion (with the signed token) finishes the user, not the tick */
+  entering: boolean;
   /** the ETA first shown (seconds) and when (Redis ms), for gateway_eta_accuracy_seconds */
   firstEta: number;
   firstEtaAt: number;
@@ -108,6 +110,7 @@ export class EventRoom {
       sockets: [...sockets],
       lastPollAt: sockets.length ? 0 : Date.now(),
       closedAt: 0,
+      entering: false,
       actor: undefined as unknown as UserActor,
       pushedPos: -1,
       pushedEta: -1,
@@ -235,16 +238,19 @@ export class EventRoom {
       const msg = this.readyMessage(u);
       for (const id of u.sockets) this.o.sink.send(id, msg, true);
     }
+    let stateChanged = false;
     if (m.s !== this.eventState) {
       const prev = this.eventState;
       this.eventState = m.s;
-      const note: ServerMessage | undefined = m.s === 'paused' ? { type: 'paused' } : prev === 'paused' && m.s === 'open' ? { type: 'resumed' } : undefined;
+      stateChanged = true;
+      // paused and closed both stop admissions: tell everyone; back to open: resumed
+      const note: ServerMessage | undefined = m.s !== 'open' ? { type: 'paused', event_state: m.s } : prev !== 'open' ? { type: 'resumed', event_state: m.s } : undefined;
       if (note) for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, note, true);
     }
     this.readyCount = m.r;
     this.qlen = m.q;
     this.eta = { rate: m.eta.rate, rw: m.eta.rw, share: m.eta.share, conf: m.eta.conf, spread: m.eta.spread, tokens: m.eta.tokens };
-    for (const u of this.users.values()) this.pushPosition(u, false);
+    for (const u of this.users.values()) this.pushPosition(u, stateChanged);
     this.o.metrics.fanoutDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     if (gap) {
       this.o.log.warn({ event_id: this.o.eventId, last: this.lastXs, got: exits[0]?.[0] ?? m.xs }, 'tick message gap: resynchronising ranks');
@@ -272,7 +278,8 @@ export class EventRoom {
     }
     for (const [, seq, reason] of exits) {
       const u = this.bySeq.get(seq);
-      if (u) this.finish(u, reason);
+      // an enter through this instance's socket finishes the user itself, with the signed token
+      if (u && !(u.entering && reason === 'entered')) this.finish(u, reason);
     }
   }
 

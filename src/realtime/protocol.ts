@@ -10,7 +10,11 @@ export const SUBPROTOCOL_MSGPACK = 'waiting-room.v1.msgpack';
 
 export type Format = 'json' | 'msgpack';
 
-/** Close codes. 4000-4099: terminal, do not reconnect. 4100-4199: reconnect (any instance). */
+/**
+ * Close codes. 4000-4099: terminal outcomes, do not reconnect. 4100-4199:
+ * reconnect (any instance, with backoff). 4400-4499: the client broke the
+ * protocol; terminal.
+ */
 export const Close = {
   ADMITTED: 4000,
   LEFT: 4001,
@@ -45,17 +49,20 @@ export type ServerMessage =
   | { type: 'admitted'; reservation_token?: string; ttl_sec?: number }
   | { type: 'expired'; reason: string }
   | { type: 'left' }
-  | { type: 'paused' }
-  | { type: 'resumed' }
+  | { type: 'paused'; event_state: string }
+  | { type: 'resumed'; event_state: string }
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string; position?: number };
 
 export type ClientMessage = { type: 'enter' } | { type: 'leave' } | { type: 'ping' };
 
+/** The first subprotocol the client offered that we speak (the client's order is its preference). */
 export function chooseSubprotocol(offered: string): { protocol: string; format: Format } {
-  const list = offered.split(',').map((s) => s.trim());
-  if (list.includes(SUBPROTOCOL_MSGPACK)) return { protocol: SUBPROTOCOL_MSGPACK, format: 'msgpack' };
-  if (list.includes(SUBPROTOCOL_JSON)) return { protocol: SUBPROTOCOL_JSON, format: 'json' };
+  for (const p of offered.split(',')) {
+    const name = p.trim();
+    if (name === SUBPROTOCOL_MSGPACK) return { protocol: name, format: 'msgpack' };
+    if (name === SUBPROTOCOL_JSON) return { protocol: name, format: 'json' };
+  }
   return { protocol: '', format: 'json' };
 }
 
@@ -63,10 +70,11 @@ export function encode(msg: ServerMessage, format: Format): string | Uint8Array 
   return format === 'msgpack' ? pack(msg) : JSON.stringify(msg);
 }
 
-export function parseClientMessage(data: ArrayBuffer, isBinary: boolean, format: Format): ClientMessage | undefined {
+/** Binary frames are msgpack and text frames JSON, whatever was negotiated for the server's own messages. */
+export function parseClientMessage(data: ArrayBuffer, isBinary: boolean): ClientMessage | undefined {
   try {
     let v: unknown;
-    if (isBinary || format === 'msgpack') {
+    if (isBinary) {
       v = unpack(new Uint8Array(data));
     } else {
       v = JSON.parse(Buffer.from(data).toString('utf8'));

@@ -30,7 +30,8 @@ export class Realtime {
   private readonly rooms = new Map<string, EventRoom>();
   private readonly pendingRooms = new Map<string, Promise<EventRoom>>();
   private readonly attaching = new Map<string, Promise<AttachResult>>();
-  private readonly closing = new Map<string, [string, number][]>();
+  /** liveness writes waiting for the next flush: 'set' for sockets that just closed, 'extend' for reconnects */
+  private readonly pending = { set: new Map<string, [string, number][]>(), extend: new Map<string, [string, number][]>() };
   private refreshTimer: NodeJS.Timeout | undefined;
   private closeFlush: NodeJS.Immediate | undefined;
   private readonly refreshMs: number;
@@ -131,8 +132,9 @@ export class Realtime {
     if (room && u) room.finish(u, reason, msg);
   }
 
+  /** The reconnect grace ran out with no socket back; a user who polls meanwhile stays attached as a poller. */
   private detached(room: EventRoom, u: LocalUser): void {
-    if (u.sockets.length === 0) room.remove(u);
+    if (u.sockets.length === 0 && !(u.lastPollAt > u.closedAt && Date.now() - u.lastPollAt < this.o.pollTimeoutMs)) room.remove(u);
   }
 
   socketOpened(room: EventRoom, u: LocalUser, socketId: number): void {
@@ -141,15 +143,16 @@ export class Realtime {
     if (u.closedAt > 0) {
       // back within the grace on this instance: its deadline was set to close + grace; extend it now
       u.closedAt = 0;
-      this.queueTouch(room.eventId, u.token, room.reconnectGraceMs + this.refreshMs + 1000);
+      this.queueTouch('extend', room.eventId, u.token, room.reconnectGraceMs + this.refreshMs + 1000);
     }
   }
 
-  private queueTouch(eventId: string, token: string, windowMs: number): void {
-    let list = this.closing.get(eventId);
-    if (!list) this.closing.set(eventId, (list = []));
+  private queueTouch(mode: 'set' | 'extend', eventId: string, token: string, windowMs: number): void {
+    const byEvent = this.pending[mode];
+    let list = byEvent.get(eventId);
+    if (!list) byEvent.set(eventId, (list = []));
     list.push([token, windowMs]);
-    this.closeFlush ??= setImmediate(() => void this.flushClosing());
+    this.closeFlush ??= setImmediate(() => void this.flushPending());
   }
 
   socketClosed(eventId: string, token: string, socketId: number): void {
@@ -165,19 +168,20 @@ export class Realtime {
       // The place is kept for exactly the grace from now: set the deadline now
       // (batched with other closes of this moment), instead of letting the last
       // periodic refresh (grace + refresh interval) decide.
-      this.queueTouch(eventId, token, room.reconnectGraceMs);
+      this.queueTouch('set', eventId, token, room.reconnectGraceMs);
     }
   }
 
-  private async flushClosing(): Promise<void> {
+  private async flushPending(): Promise<void> {
     this.closeFlush = undefined;
-    const batches = [...this.closing.entries()];
-    this.closing.clear();
-    await Promise.all(
-      batches.map(([eventId, windows]) =>
-        this.store.touch(eventId, windows).catch((err: Error) => this.log.warn({ event_id: eventId, err: err.message }, 'liveness update on close failed')),
-      ),
-    );
+    const work: Promise<unknown>[] = [];
+    for (const mode of ['set', 'extend'] as const) {
+      for (const [eventId, windows] of this.pending[mode]) {
+        work.push(this.store.touch(eventId, windows, mode).catch((err: Error) => this.log.warn({ event_id: eventId, err: err.message }, 'liveness update failed')));
+      }
+      this.pending[mode].clear();
+    }
+    await Promise.all(work);
   }
 
   /** A status poll answered from memory, or undefined when this instance does not hold the user. */
@@ -202,15 +206,17 @@ export class Realtime {
       for (const u of room.users.values()) {
         if (u.sockets.length > 0) {
           windows.push([u.token, room.reconnectGraceMs + this.refreshMs + 1000]);
-        } else if (u.lastPollAt > 0 && u.closedAt === 0) {
+        } else if (u.lastPollAt > u.closedAt) {
+          // polling (also after its socket closed: a poll is a heartbeat too)
           const idle = now - u.lastPollAt;
-          if (idle >= this.o.pollTimeoutMs) room.remove(u);
-          else windows.push([u.token, this.o.pollTimeoutMs - idle]);
+          if (idle >= this.o.pollTimeoutMs) {
+            if (u.closedAt === 0 || now - u.closedAt >= room.reconnectGraceMs) room.remove(u);
+          } else windows.push([u.token, this.o.pollTimeoutMs - idle]);
         }
       }
       for (let i = 0; i < windows.length; i += 5000) {
         const chunk = windows.slice(i, i + 5000);
-        work.push(this.store.touch(room.eventId, chunk).catch((err: Error) => this.log.warn({ event_id: room.eventId, err: err.message }, 'liveness refresh failed')));
+        work.push(this.store.touch(room.eventId, chunk, 'extend').catch((err: Error) => this.log.warn({ event_id: room.eventId, err: err.message }, 'liveness refresh failed')));
       }
       if (room.users.size === 0 && now - room.emptySince > 30_000 && !this.attachingFor(room.eventId)) {
         this.rooms.delete(room.eventId);
@@ -257,7 +263,7 @@ export class Realtime {
     clearInterval(this.refreshTimer);
     if (this.closeFlush) {
       clearImmediate(this.closeFlush);
-      await this.flushClosing();
+      await this.flushPending();
     }
     for (const room of this.rooms.values()) for (const u of [...room.users.values()]) room.remove(u);
   }

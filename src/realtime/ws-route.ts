@@ -7,7 +7,7 @@ import { enterLine, type EntryDeps } from '../queue/entry.js';
 import type { QueueStore } from '../queue/store.js';
 import type { EventRoom, LocalUser, SocketSink } from './event-room.js';
 import type { Realtime } from './realtime.js';
-import { Close, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
+import { Close, PROTOCOL_VERSION, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
 
 // GET /api/v1/queue/ws?token=<waiting_token> on the same uWebSockets.js app.
 // The upgrade reads everything synchronously, registers onAborted before the
@@ -144,8 +144,9 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
           upgrade();
         },
         (err: unknown) => {
-          data.closeWith = err instanceof AppError && err.code === 'REDIS_UNAVAILABLE' ? [Close.STORE_UNAVAILABLE, 'store unavailable: reconnect later'] : [Close.OVERLOADED, 'try again'];
-          if (!(err instanceof AppError)) log.error({ err }, 'websocket attach failed');
+          // Redis down, slow, or the subscription failed: nothing is lost, come back shortly
+          data.closeWith = [Close.STORE_UNAVAILABLE, 'store unavailable: reconnect later'];
+          if (!(err instanceof AppError)) log.warn({ err: (err as Error).message }, 'websocket attach failed');
           upgrade();
         },
       );
@@ -172,7 +173,7 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       const welcome: ServerMessage = {
         ...fields,
         type: 'welcome',
-        v: 1,
+        v: PROTOCOL_VERSION,
         event_id: room.eventId,
         ...(user.state === 'ready' ? { ready_deadline: new Date(user.readyDeadlineMs).toISOString() } : {}),
       };
@@ -181,12 +182,12 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       user.pushedEta = e.etaSec;
       user.pushedAt = Date.now();
       if (user.state === 'ready') sockets.send(data.id, room.readyMessage(user), true);
-      if (room.eventState === 'paused') sockets.send(data.id, { type: 'paused' }, true);
+      if (room.eventState !== 'open') sockets.send(data.id, { type: 'paused', event_state: room.eventState }, true);
     },
 
     message: (ws, message, isBinary) => {
       const data = ws.getUserData();
-      const m = parseClientMessage(message, isBinary, data.format);
+      const m = parseClientMessage(message, isBinary);
       if (!m) {
         metrics.wsMessagesIn.inc({ type: 'invalid' });
         sockets.send(data.id, { type: 'error', code: 'BAD_MESSAGE', message: 'expected {"type":"enter"|"leave"|"ping"}' }, true);
@@ -202,12 +203,18 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       }
       if (!room || !user) return;
       if (m.type === 'enter') {
+        user.entering = true;
         enterLine(d, user.token, 'ws').then(
           (entry) => {
-            if (room.users.get(user.token) === user) room.finish(user, 'entered', { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec });
-            else sockets.send(id, { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec }, true);
+            const admitted: ServerMessage = { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec };
+            if (room.users.get(user.token) === user) room.finish(user, 'entered', admitted);
+            else {
+              sockets.send(id, admitted, true);
+              sockets.close(id, Close.ADMITTED, 'admitted');
+            }
           },
           (err: unknown) => {
+            user.entering = false;
             if (err instanceof AppError && err.code === 'TOKEN_EXPIRED') {
               if (room.users.get(user.token) === user) room.finish(user, String(err.details?.reason ?? 'ready_timeout'));
               return;

@@ -9,6 +9,8 @@ export interface RedisConnectOptions {
   tls?: boolean;
   /** Fail commands fast while disconnected instead of queueing them without bound. */
   offlineQueue?: boolean;
+  /** A command unanswered after this fails (503) instead of hanging a request. */
+  commandTimeoutMs?: number;
 }
 
 export function parseAddress(address: string): { host: string; port: number } {
@@ -36,6 +38,7 @@ export function connectRedis(opts: RedisConnectOptions): Redis {
     enableOfflineQueue: opts.offlineQueue ?? false,
     maxRetriesPerRequest: 1,
     enableAutoPipelining: true,
+    commandTimeout: opts.commandTimeoutMs,
     lazyConnect: false,
     retryStrategy: (times) => Math.min(50 * times, 1000),
     connectionName: 'waiting-room-gateway',

@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { unpack } from 'msgpackr';
+import { pack, unpack } from 'msgpackr';
 
 // A real WebSocket client (the `ws` package) speaking the gateway's protocol.
 
@@ -41,7 +41,7 @@ export function connect(baseUrl: string, token: string, format: 'json' | 'msgpac
         ws,
         messages,
         closed,
-        send: (m) => ws.send(format === 'msgpack' ? Buffer.from(JSON.stringify(m)) : JSON.stringify(m)),
+        send: (m) => ws.send(format === 'msgpack' ? pack(m) : JSON.stringify(m)),
         next(pred, timeoutMs = 10_000, from = 0) {
           const seen = messages.slice(from).find(pred);
           if (seen) return Promise.resolve(seen);

@@ -1,0 +1,161 @@
+// Measures, for N WebSocket users attached to ONE gateway instance:
+//  - memory: the gateway's RSS delta from "N users in line, none attached"
+//    to "N users attached by socket", divided by N;
+//  - latency: from the admission tick that published a change to the moment
+//    the last affected socket received its update (every user's position
+//    drops by one when the head of the line leaves), p50/p99/max over rounds.
+// Load is spread over several client processes and loopback source
+// addresses (127.0.0.2, ...), bounded in count and time, loopback only.
+//
+//   node dist/bench/ws-scale.js [users=10000] [workers=4] [rounds=5]
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { unpack } from 'msgpackr';
+import { freePort, startEmbeddedRedis } from '../src/redis/embedded.js';
+import { eventKeys } from '../src/queue/keys.js';
+import type { TickMessage } from '../src/queue/broker.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const N = Number(process.argv[2] ?? 10_000);
+const WORKERS = Number(process.argv[3] ?? 4);
+const ROUNDS = Number(process.argv[4] ?? 5);
+const ADMIN = 'bench-admin-token-0123456789';
+const PREFIX = 'bench:';
+const EVENT = 'scale';
+
+const rssKb = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const pct = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+async function main(): Promise<void> {
+  const redis = await startEmbeddedRedis();
+  const port = await freePort();
+  const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const gw: ChildProcess = spawn(process.execPath, [...nodeArgs, join(root, 'dist', 'src', 'main.js')], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      SERVER_HOST: '127.0.0.1',
+      SERVER_PORT: String(port),
+      REDIS_ADDRESS: redis.address,
+      REDIS_KEY_PREFIX: PREFIX,
+      ADMIN_TOKEN: ADMIN,
+      LOG_LEVEL: 'warn',
+      QUEUE_TICK_MS: '250',
+      QUEUE_RECONNECT_GRACE_SEC: '120',
+      // push every change to everyone: the worst case for fan-out
+      REALTIME_NEAR_FRONT: '1000000',
+      WS_MAX_CONNECTIONS: String(N + 100),
+      WS_IDLE_TIMEOUT_SEC: '120',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  for (let i = 0; ; i++) {
+    if (gw.exitCode !== null) throw new Error(`gateway exited ${gw.exitCode}`);
+    if (await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.ok, () => false)) break;
+    if (i > 150) throw new Error('gateway did not become ready');
+    await sleep(100);
+  }
+  const url = `http://127.0.0.1:${port}`;
+  const auth = { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' };
+  await fetch(`${url}/api/v1/admin/events/${EVENT}`, { method: 'PUT', headers: auth, body: JSON.stringify({ rate: 1, burst: 1, reconnect_grace_sec: 120, state: 'paused' }) });
+
+  // N users in line (joined over HTTP, 64 at a time); one extra at the head whose leaves drive the rounds
+  const heads: string[] = [];
+  const tokens: string[] = [];
+  const joinOne = async (): Promise<string> => {
+    const r = await fetch(`${url}/api/v1/queue/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: `{"event_id":"${EVENT}"}` });
+    return ((await r.json()) as { waiting_token: string }).waiting_token;
+  };
+  for (let i = 0; i < ROUNDS; i++) heads.push(await joinOne());
+  for (let i = 0; i < N; i += 64) tokens.push(...(await Promise.all(Array.from({ length: Math.min(64, N - i) }, joinOne))));
+  await sleep(3000);
+  const rssBefore = rssKb(gw.pid!);
+
+  const workers = Array.from({ length: WORKERS }, () => fork(join(here, 'ws-worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const connectStart = Date.now();
+  const ready = workers.map(
+    (w) => new Promise<{ welcomed: number; failed: number }>((resolve) => w.on('message', (m: { kind: string; welcomed: number; failed: number }) => m.kind === 'ready' && resolve(m))),
+  );
+  const share = Math.ceil(N / WORKERS);
+  workers.forEach((w, k) =>
+    w.send({ kind: 'start', url: url.replace('http', 'ws'), tokens: tokens.slice(k * share, (k + 1) * share), localAddress: `127.0.0.${k + 2}` }),
+  );
+  const counts = await Promise.all(ready);
+  const connectMs = Date.now() - connectStart;
+  const welcomed = counts.reduce((a, c) => a + c.welcomed, 0);
+  const failed = counts.reduce((a, c) => a + c.failed, 0);
+  await sleep(5000);
+  const rssAfter = rssKb(gw.pid!);
+
+  // rounds: the head leaves; the tick that publishes the exit is the start, the last socket's update the end
+  const sub = new Redis({ host: redis.host, port: redis.port });
+  const channel = eventKeys(PREFIX, EVENT).channel;
+  const tickTimes: number[] = [];
+  sub.on('messageBuffer', (_c: Buffer, data: Buffer) => {
+    const m = unpack(data) as TickMessage;
+    if (m.o.length > 0) tickTimes.push(m.t);
+  });
+  await sub.subscribe(channel);
+  const lastMs: number[] = [];
+  const allMs: number[] = [];
+  let missing = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    const results = workers.map(
+      (w) => new Promise<number[]>((resolve) => w.on('message', (m: { kind: string; round: number; times: number[] }) => m.kind === 'round' && m.round === r && resolve(m.times))),
+    );
+    workers.forEach((w) => w.send({ kind: 'round', round: r }));
+    await sleep(200);
+    const before = tickTimes.length;
+    await fetch(`${url}/api/v1/queue/leave?token=${encodeURIComponent(heads[r]!)}`, { method: 'DELETE' });
+    const times = (await Promise.all(results)).flat();
+    const t0 = tickTimes[before];
+    if (t0 === undefined) throw new Error('no tick message seen for the round');
+    const got = times.filter((t) => t > 0).map((t) => t - t0);
+    missing += times.length - got.length;
+    allMs.push(...got);
+    lastMs.push(Math.max(...got));
+    await sleep(500);
+  }
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  const fan = /realtime_fanout_duration_seconds_sum (\S+)\nrealtime_fanout_duration_seconds_count (\S+)/.exec(metrics);
+  const fanoutAvgMs = fan ? (Number(fan[1]) / Number(fan[2])) * 1000 : NaN;
+  const fanoutMax = [...metrics.matchAll(/realtime_fanout_duration_seconds_bucket\{le="([^"]+)"\} (\d+)/g)];
+  const result = {
+    users: N,
+    workers: WORKERS,
+    welcomed,
+    failed,
+    connect_ms: connectMs,
+    connect_per_sec: Math.round((welcomed / connectMs) * 1000),
+    rss_before_mb: Math.round(rssBefore / 1024),
+    rss_after_mb: Math.round(rssAfter / 1024),
+    rss_per_user_kb: Number(((rssAfter - rssBefore) / N).toFixed(2)),
+    tick_to_update_p50_ms: pct(allMs, 50),
+    tick_to_update_p99_ms: pct(allMs, 99),
+    tick_to_last_update_ms: lastMs,
+    updates_missing: missing,
+    fanout_avg_ms_per_tick: Number(fanoutAvgMs.toFixed(2)),
+    fanout_buckets: Object.fromEntries(fanoutMax.map((m) => [m[1], Number(m[2])])),
+  };
+  console.log(JSON.stringify(result, null, 2));
+  for (const w of workers) w.send({ kind: 'stop' });
+  sub.disconnect();
+  // SIGTERM: a graceful exit, so a --cpu-prof profile gets written
+  const exited = new Promise((r) => gw.once('exit', r));
+  gw.kill('SIGTERM');
+  await exited;
+  await redis.stop();
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import type { EmbeddedRedis } from '../src/redis/embedded.js';
+import { eventKeys } from '../src/queue/keys.js';
+import { call, redisClient, sleep, spawnGateway, startRedis, uniquePrefix, waitFor, type SpawnedGateway } from './helpers/harness.js';
+import { connect, type Client } from './helpers/ws-client.js';
+
+// Three gateway processes on one Redis. Users join through one instance and
+// hold sockets on the others; every socket's position must equal a ZRANK
+// recount in Redis. Killing an instance (SIGKILL) loses nobody: its users
+// reconnect elsewhere within the grace and keep their exact place, and the
+// ticker moves to a survivor. SIGTERM tells sockets to reconnect (4100).
+
+const ADMIN = 'test-admin-token-0123456789';
+const auth = { authorization: `Bearer ${ADMIN}` };
+const EVENT = 'multi';
+
+let redis: EmbeddedRedis;
+let client: Redis;
+let prefix: string;
+const gws: SpawnedGateway[] = [];
+const clients: Client[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  client = redisClient(redis.address);
+  prefix = uniquePrefix();
+  const env = { REDIS_ADDRESS: redis.address, REDIS_KEY_PREFIX: prefix, ADMIN_TOKEN: ADMIN, QUEUE_TICK_MS: '100', QUEUE_LEASE_MS: '1500', QUEUE_RECONNECT_GRACE_SEC: '6' };
+  for (const name of ['a', 'b', 'c']) gws.push(await spawnGateway({ ...env, INSTANCE_ID: `${name}-${prefix}` }));
+});
+afterAll(async () => {
+  for (const c of clients) c.ws.terminate();
+  await Promise.all(gws.map((g) => g.stop('SIGKILL')));
+  client?.disconnect();
+  await redis?.stop();
+});
+
+const lastPosition = (c: Client): number | undefined =>
+  c.messages.filter((m) => m.type === 'welcome' || m.type === 'position').map((m) => m.position as number).at(-1);
+
+async function redisPosition(token: string): Promise<number> {
+  const r = await client.zrank(eventKeys(prefix, EVENT).q, token);
+  return r === null ? -1 : r + 1;
+}
+
+describe('many instances, one line', () => {
+  it('positions pushed by every instance match Redis; SIGKILL of the ticking instance loses no place', async () => {
+    const [a] = gws as [SpawnedGateway];
+    await call(a.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { rate: 50, burst: 1, reconnect_grace_sec: 6, state: 'paused' }, auth);
+    const holderId = await waitFor('ticker', async () => (await client.get(eventKeys(prefix, EVENT).lease)) ?? undefined);
+    const holder = gws.find((g) => g.instanceId === holderId)!;
+    const other = gws.find((g) => g !== holder && g !== a) ?? gws.find((g) => g !== holder)!;
+    const survivor = gws.find((g) => g !== holder)!;
+
+    // 40 users join through instance a; even ones hold a socket on the ticking instance, odd ones on another
+    const tokens: string[] = [];
+    for (let i = 0; i < 40; i++) tokens.push((await call(a.url, 'POST', '/api/v1/queue/join', { event_id: EVENT })).body.waiting_token as string);
+    const sockOf = new Map<string, { c: Client; on: SpawnedGateway }>();
+    for (let i = 0; i < 40; i++) {
+      const on = i % 2 === 0 ? holder : other;
+      const c = await connect(on.url, tokens[i]!);
+      clients.push(c);
+      sockOf.set(tokens[i]!, { c, on });
+    }
+    // some leave (through a), some leave over their socket: everyone behind moves up on every instance
+    for (const i of [0, 7, 13]) await call(a.url, 'DELETE', `/api/v1/queue/leave?token=${tokens[i]!}`);
+    for (const i of [20, 31]) sockOf.get(tokens[i]!)!.c.send({ type: 'leave' });
+    const remaining = tokens.filter((_, i) => ![0, 7, 13, 20, 31].includes(i));
+    await waitFor('every socket matches Redis', async () => {
+      for (const t of remaining) if (lastPosition(sockOf.get(t)!.c) !== (await redisPosition(t))) return false;
+      return true;
+    }, 10_000, 100);
+    const before = await Promise.all(remaining.map(redisPosition));
+    expect(before).toEqual(Array.from({ length: remaining.length }, (_, i) => i + 1));
+
+    // kill the ticking instance without a goodbye
+    await holder.stop('SIGKILL');
+    const killedAt = Date.now();
+    const orphaned = remaining.filter((t) => sockOf.get(t)!.on === holder);
+    expect(orphaned.length).toBeGreaterThan(10);
+    await Promise.all(orphaned.map((t) => sockOf.get(t)!.c.closed));
+    // they come back on a survivor 2 s later (within the 6 s grace)
+    await sleep(2000);
+    for (const t of orphaned) {
+      const c = await connect(survivor.url, t);
+      clients.push(c);
+      sockOf.set(t, { c, on: survivor });
+    }
+    for (const t of orphaned) {
+      const w = await sockOf.get(t)!.c.next((m) => m.type === 'welcome');
+      expect(w.position).toBe(before[remaining.indexOf(t)]);
+    }
+    // past the grace plus the killed instance's refresh interval: still everyone in line, same order
+    await sleep(Math.max(0, 6000 + 5000 - (Date.now() - killedAt)));
+    expect(await client.zcard(eventKeys(prefix, EVENT).q)).toBe(remaining.length);
+    expect(await Promise.all(remaining.map(redisPosition))).toEqual(before);
+    const newHolder = await client.get(eventKeys(prefix, EVENT).lease);
+    expect(newHolder).not.toBe(holder.instanceId);
+    expect(gws.filter((g) => g !== holder).map((g) => g.instanceId)).toContain(newHolder);
+
+    // and the surviving ticker admits: open the event, the head gets `ready` on its socket
+    await call(survivor.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { state: 'open' }, auth);
+    await sockOf.get(remaining[0]!)!.c.next((m) => m.type === 'ready', 10_000);
+    const stats = await call(survivor.url, 'GET', `/api/v1/admin/events/${EVENT}/stats`, undefined, auth);
+    expect(stats.body.expired_liveness_total).toBe(0);
+  }, 60_000);
+
+  it('SIGTERM: sockets are told to reconnect (4100), readiness fails first, the process exits 0', async () => {
+    const alive = gws.filter((g) => g.proc.exitCode === null && g.proc.signalCode === null);
+    const [leaving, staying] = alive as [SpawnedGateway, SpawnedGateway];
+    const t = (await call(staying.url, 'POST', '/api/v1/queue/join', { event_id: EVENT })).body.waiting_token as string;
+    const c = await connect(leaving.url, t);
+    clients.push(c);
+    await c.next((m) => m.type === 'welcome');
+    const pos = await redisPosition(t);
+    leaving.proc.kill('SIGTERM');
+    expect((await c.closed).code).toBe(4100);
+    expect((await leaving.exited).code).toBe(0);
+    const back = await connect(staying.url, t);
+    clients.push(back);
+    expect((await back.next((m) => m.type === 'welcome')).position).toBeLessThanOrEqual(pos);
+  }, 30_000);
+});

@@ -53,6 +53,11 @@ async function main(): Promise<void> {
       REALTIME_NEAR_FRONT: '1000000',
       WS_MAX_CONNECTIONS: String(N + 100),
       WS_IDLE_TIMEOUT_SEC: '120',
+      RATE_LIMIT_RPS: '1000000',
+      RATE_LIMIT_BURST: '1000000',
+      WS_MAX_PER_IP: '1000000',
+      WS_CONNECT_RPS: '100000',
+      WS_CONNECT_BURST: '100000',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -5,8 +5,11 @@
   KEYS[5] stats  KEYS[6] fin KEYS[7] exits   KEYS[8] hist
 
   ARGV[1] base   ARGV[2] now override   ARGV[3] token
+  ARGV[4] the caller's authenticated user ("" = none): a place bound to a user
+          (joined with a JWT) can only be entered by that user
 
-  Returns {1, readyAtMs, admittedMs, joinedMs} admitted now;
+  Returns {1, readyAtMs, admittedMs, joinedMs, boundUser} admitted now;
+          {7} the place belongs to another user;
           {2} unknown token; {3, rank} still waiting (not ready);
           {4, admittedMs} already admitted; {5, state, reason} expired or left.
 ]]
@@ -18,10 +21,13 @@ local now = nowMs(ARGV[2])
 local tok = ARGV[3]
 local K = {q = KEYS[2], ready = KEYS[3], live = KEYS[4], stats = KEYS[5], fin = KEYS[6], exits = KEYS[7], hist = KEYS[8]}
 
-local rec = redis.call('HMGET', KEYS[1], 's', 'dl', 'rd', 'ad', 'why', 'j')
+local rec = redis.call('HMGET', KEYS[1], 's', 'dl', 'rd', 'ad', 'why', 'j', 'u')
 local s = rec[1]
 if not s then
   return {2}
+end
+if rec[7] and rec[7] ~= '' and ARGV[4] ~= '' and rec[7] ~= ARGV[4] then
+  return {7}
 end
 if s == 'w' then
   return {3, (redis.call('ZRANK', K.q, tok) or -1) + 1}
@@ -40,4 +46,4 @@ if tonumber(rec[2]) < now then
 end
 finishUser(K, base, tok, 'a', 'entered', now, false)
 redis.call('HSET', KEYS[1], 'ad', now)
-return {1, rec[3] or '0', now, rec[6] or '0'}
+return {1, rec[3] or '0', now, rec[6] or '0', rec[7] or ''}

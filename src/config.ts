@@ -45,6 +45,36 @@ const schema = z.object({
   QUEUE_IDEMPOTENCY_TTL_SEC: int(10, 7 * 86400).default(600),
 
   ADMISSION_TOKEN_TTL_SEC: int(10, 86400).default(300),
+  /** current signing key: a private JWK (EdDSA Ed25519 or ES256 P-256) with a kid, as JSON */
+  ADMISSION_SIGNING_JWK: z.string().optional(),
+  /** previous keys still published in /.well-known/jwks.json until their tokens expire: a JSON array of public (or private) JWKs */
+  ADMISSION_PREVIOUS_JWKS: z.string().optional(),
+  ADMISSION_ISSUER: z.string().min(1).default('waiting-room-gateway'),
+
+  JWT_SECRET: z.string().optional(),
+  JWT_JWKS_ENDPOINT: z.string().url().optional(),
+  JWT_ISSUER: z.string().min(1).optional(),
+  JWT_AUDIENCE: z.string().min(1).optional(),
+  JWT_ALGORITHMS: z.string().optional(),
+  JWT_CLOCK_TOLERANCE_SEC: int(0, 300).default(5),
+  JWT_JWKS_COOLDOWN_SEC: int(1, 3600).default(30),
+  /** development only: POST /api/v1/dev/token mints short-lived JWTs for the local page */
+  DEV_TOKENS_ENABLED: bool.optional(),
+
+  RATE_LIMIT_RPS: num(0.1, 1_000_000).default(50),
+  RATE_LIMIT_BURST: int(1, 1_000_000).default(100),
+  RATE_LIMIT_USER_RPS: num(0.1, 1_000_000).optional(),
+  RATE_LIMIT_USER_BURST: int(1, 1_000_000).optional(),
+  RATE_LIMIT_MAX_CLIENTS: int(100, 10_000_000).default(200_000),
+  TRUST_PROXY: bool.default('false'),
+  CORS_ALLOW_ORIGINS: z.string().optional(),
+  WS_MAX_PER_IP: int(1, 1_000_000).default(20),
+  WS_CONNECT_RPS: num(0.1, 100_000).default(5),
+  WS_CONNECT_BURST: int(1, 100_000).default(20),
+  WS_MESSAGE_RPS: num(0.1, 10_000).default(5),
+  WS_MESSAGE_BURST: int(1, 10_000).default(20),
+  IDEMPOTENCY_TTL_SEC: int(60, 7 * 86400).default(86_400),
+  IDEMPOTENCY_INFLIGHT_TTL_SEC: int(5, 3600).default(60),
   WS_MAX_CONNECTIONS: int(1, 1_000_000).default(60_000),
   WS_MAX_MESSAGE_BYTES: int(64, 65536).default(1024),
   WS_IDLE_TIMEOUT_SEC: int(8, 960).default(16),
@@ -86,7 +116,39 @@ export interface Config {
     readonly idempotencyTtlSec: number;
   };
   readonly admissionTokenTtlSec: number;
+  readonly admission: {
+    readonly signingJwk: string | undefined;
+    readonly previousJwks: string | undefined;
+    readonly issuer: string;
+  };
+  readonly auth: {
+    /** undefined = no user authentication configured (open mode) */
+    readonly mode: 'secret' | 'jwks' | undefined;
+    readonly secret: string | undefined;
+    readonly jwksEndpoint: string | undefined;
+    readonly issuer: string | undefined;
+    readonly audience: string | undefined;
+    readonly algorithms: readonly string[];
+    readonly clockToleranceSec: number;
+    readonly jwksCooldownSec: number;
+    readonly devTokens: boolean;
+  };
+  readonly rateLimit: {
+    readonly rps: number;
+    readonly burst: number;
+    readonly userRps: number;
+    readonly userBurst: number;
+    readonly maxClients: number;
+    readonly trustProxy: boolean;
+  };
+  readonly corsAllowOrigins: readonly string[];
+  readonly idempotency: { readonly ttlSec: number; readonly inflightTtlSec: number };
   readonly ws: {
+    readonly maxPerIp: number;
+    readonly connectRps: number;
+    readonly connectBurst: number;
+    readonly messageRps: number;
+    readonly messageBurst: number;
     readonly maxConnections: number;
     readonly maxMessageBytes: number;
     readonly idleTimeoutSec: number;
@@ -117,6 +179,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('invalid configuration:\n  REDIS_CLUSTER_MODE: cluster mode is not supported by this version yet');
   }
   const embedded = e.REDIS_ADDRESS === undefined;
+  const fail = (name: string, why: string): never => {
+    throw new ConfigError(`invalid configuration:\n  ${name}: ${why}`);
+  };
+  const production = e.NODE_ENV === 'production';
+  // Development conveniences: never in production (the original shipped dev bypass tokens to production).
+  if (production && e.DEV_TOKENS_ENABLED) fail('DEV_TOKENS_ENABLED', 'development token minting cannot be enabled with NODE_ENV=production');
+  if (production && embedded) fail('REDIS_ADDRESS', 'required with NODE_ENV=production (the throwaway redis-server is for development)');
+  if (e.JWT_SECRET !== undefined && e.JWT_JWKS_ENDPOINT !== undefined) fail('JWT_SECRET', 'set either JWT_SECRET or JWT_JWKS_ENDPOINT, not both');
+  if (e.JWT_SECRET !== undefined && Buffer.byteLength(e.JWT_SECRET) < 32) fail('JWT_SECRET', 'must be at least 32 bytes (HS256 key)');
+  if (production && e.JWT_JWKS_ENDPOINT && !e.JWT_JWKS_ENDPOINT.startsWith('https://')) fail('JWT_JWKS_ENDPOINT', 'must be https:// with NODE_ENV=production');
+  if (production && e.ADMIN_TOKEN !== undefined && e.ADMIN_TOKEN.length < 32) fail('ADMIN_TOKEN', 'must be at least 32 characters with NODE_ENV=production');
+  if (production && e.JWT_SECRET === undefined && e.JWT_JWKS_ENDPOINT === undefined) {
+    fail('JWT_SECRET', 'production needs user authentication: set JWT_SECRET or JWT_JWKS_ENDPOINT');
+  }
+  if (production && e.ADMISSION_SIGNING_JWK === undefined) {
+    fail('ADMISSION_SIGNING_JWK', 'required with NODE_ENV=production (every instance must sign with the same key)');
+  }
+  const mode = e.JWT_SECRET !== undefined ? 'secret' : e.JWT_JWKS_ENDPOINT !== undefined ? 'jwks' : undefined;
+  const allowed = mode === 'secret' ? ['HS256', 'HS384', 'HS512'] : ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'];
+  const algorithms = e.JWT_ALGORITHMS ? e.JWT_ALGORITHMS.split(',').map((a) => a.trim()) : mode === 'secret' ? ['HS256'] : ['RS256', 'ES256', 'EdDSA'];
+  for (const a of algorithms) {
+    if (!allowed.includes(a)) fail('JWT_ALGORITHMS', `${a} is not allowed ${mode === 'secret' ? 'with a shared secret' : 'with JWKS'} (allowed: ${allowed.join(', ')})`);
+  }
+  const devTokens = e.DEV_TOKENS_ENABLED ?? false;
+  if (devTokens && mode === 'jwks') fail('DEV_TOKENS_ENABLED', 'dev tokens are minted with a shared secret; not available with JWT_JWKS_ENDPOINT');
+  const origins = (e.CORS_ALLOW_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+  if (origins.includes('*') && origins.length > 1) fail('CORS_ALLOW_ORIGINS', '"*" cannot be combined with explicit origins');
+  for (const o of origins) if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) fail('CORS_ALLOW_ORIGINS', `${o} is not an origin (scheme://host[:port])`);
   return {
     env: e.NODE_ENV,
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
@@ -148,7 +238,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       idempotencyTtlSec: e.QUEUE_IDEMPOTENCY_TTL_SEC,
     },
     admissionTokenTtlSec: e.ADMISSION_TOKEN_TTL_SEC,
+    admission: { signingJwk: e.ADMISSION_SIGNING_JWK, previousJwks: e.ADMISSION_PREVIOUS_JWKS, issuer: e.ADMISSION_ISSUER },
+    auth: {
+      mode,
+      // dev tokens without a configured secret: an ephemeral one, per process (development only)
+      secret: e.JWT_SECRET,
+      jwksEndpoint: e.JWT_JWKS_ENDPOINT,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      algorithms,
+      clockToleranceSec: e.JWT_CLOCK_TOLERANCE_SEC,
+      jwksCooldownSec: e.JWT_JWKS_COOLDOWN_SEC,
+      devTokens,
+    },
+    rateLimit: {
+      rps: e.RATE_LIMIT_RPS,
+      burst: e.RATE_LIMIT_BURST,
+      userRps: e.RATE_LIMIT_USER_RPS ?? e.RATE_LIMIT_RPS,
+      userBurst: e.RATE_LIMIT_USER_BURST ?? e.RATE_LIMIT_BURST,
+      maxClients: e.RATE_LIMIT_MAX_CLIENTS,
+      trustProxy: e.TRUST_PROXY,
+    },
+    corsAllowOrigins: origins,
+    idempotency: { ttlSec: e.IDEMPOTENCY_TTL_SEC, inflightTtlSec: e.IDEMPOTENCY_INFLIGHT_TTL_SEC },
     ws: {
+      maxPerIp: e.WS_MAX_PER_IP,
+      connectRps: e.WS_CONNECT_RPS,
+      connectBurst: e.WS_CONNECT_BURST,
+      messageRps: e.WS_MESSAGE_RPS,
+      messageBurst: e.WS_MESSAGE_BURST,
       maxConnections: e.WS_MAX_CONNECTIONS,
       maxMessageBytes: e.WS_MAX_MESSAGE_BYTES,
       idleTimeoutSec: e.WS_IDLE_TIMEOUT_SEC,

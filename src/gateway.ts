@@ -14,6 +14,13 @@ import { registerHealthRoutes } from './http/routes-health.js';
 import { Realtime } from './realtime/realtime.js';
 import { Sockets, registerWsRoute } from './realtime/ws-route.js';
 import { Close } from './realtime/protocol.js';
+import { UserAuth } from './auth/user-auth.js';
+import { AdmissionTokenLedger } from './auth/admission-token.js';
+import { TokenBuckets } from './http/rate-limit.js';
+import { Idempotency } from './http/idempotency.js';
+import { registerAuthRoutes } from './http/routes-auth.js';
+import { registerReservationRoutes } from './http/routes-reservations.js';
+import { LocalReservations, type ReservationBackend } from './backends/reservations.js';
 
 // Composition root: wires the store, the ticker and the HTTP routes of one
 // gateway instance, and owns the order of a graceful stop.
@@ -58,7 +65,14 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const registry = new EventRegistry(redis, config.redis.keyPrefix);
   // The subscriber may queue its SUBSCRIBE until connected (ioredis re-subscribes after a reconnect).
   const broker = new RedisBroker(redis, () => redis.duplicate({ enableOfflineQueue: true }));
-  const admission = await AdmissionTokenIssuer.ephemeral(config.admissionTokenTtlSec);
+  const admission = await AdmissionTokenIssuer.create(config.admission, config.admissionTokenTtlSec);
+  const auth = UserAuth.create(config.auth);
+  const ledger = new AdmissionTokenLedger(redis, config.redis.keyPrefix);
+  const rl = config.rateLimit;
+  const clientLimiter = new TokenBuckets(rl.rps, rl.burst, rl.maxClients);
+  const userLimiter = new TokenBuckets(rl.userRps, rl.userBurst, rl.maxClients);
+  const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics);
+  const reservations: ReservationBackend = new LocalReservations();
   const ticker = new Ticker(
     store,
     registry,
@@ -76,8 +90,21 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   );
 
   let draining = false;
-  const http = new HttpServer({ maxBodyBytes: config.server.maxBodyBytes, log, metrics });
+  const http = new HttpServer({
+    maxBodyBytes: config.server.maxBodyBytes,
+    log,
+    metrics,
+    limiter: clientLimiter,
+    trustProxy: rl.trustProxy,
+    corsOrigins: config.corsAllowOrigins,
+  });
   const wsOptions = {
+    maxPerIp: config.ws.maxPerIp,
+    connectRps: config.ws.connectRps,
+    connectBurst: config.ws.connectBurst,
+    messageRps: config.ws.messageRps,
+    messageBurst: config.ws.messageBurst,
+    maxClients: rl.maxClients,
     maxConnections: config.ws.maxConnections,
     softBackpressureBytes: Math.min(64 * 1024, Math.floor(config.ws.maxBackpressureBytes / 4)),
     maxBackpressureBytes: config.ws.maxBackpressureBytes,
@@ -107,7 +134,9 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     metrics,
     config.instanceId,
   );
-  registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime });
+  registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime, auth, userLimiter, idempotency });
+  registerReservationRoutes(http, { admission, ledger, auth, backend: reservations, userLimiter, idempotency, metrics, log });
+  registerAuthRoutes(http, admission, auth, log);
   registerWsRoute(
     http.app,
     {
@@ -118,6 +147,8 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       log,
       metrics,
       isDraining: () => draining,
+      auth,
+      trustProxy: rl.trustProxy,
       // until the instance's first periodic refresh: the grace plus a refresh interval
       attachLivenessMs: graceMs + 6000,
     },

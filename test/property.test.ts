@@ -482,7 +482,7 @@ class Run {
     } else {
       const r = expectOk(o, 'enter ready');
       if (u.dl === now) saw('enter at the deadline');
-      expect(r).toEqual({ eventId: EV, readyAtMs: u.rd, admittedMs: now, joinedMs: u.joinedAt });
+      expect(r).toEqual({ eventId: EV, readyAtMs: u.rd, admittedMs: now, joinedMs: u.joinedAt, boundUser: u.uid });
       m.finish(u, 'a', 'entered', now);
       saw('enter ok');
       u.ad = now;

@@ -1,11 +1,17 @@
-import { SignJWT, exportJWK, generateKeyPair, type KeyLike } from 'jose';
+import { SignJWT, exportJWK, generateKeyPair, importJWK, jwtVerify, createLocalJWKSet, errors, type JWK, type KeyLike, type JWTPayload } from 'jose';
 import { randomBytes } from 'node:crypto';
+import { AppError } from '../errors.js';
+import type { Config } from '../config.js';
+import type { RedisClient } from '../redis/connect.js';
+import { eventKeys } from '../queue/keys.js';
 
 // The reservation_token returned by enter: a short-lived JWT signed by the
-// gateway (EdDSA, with a kid) that downstream services can verify without
-// calling us. This version signs with a key generated at start-up; key
-// configuration, rotation, the JWKS route and single-use checking at
-// POST /reservations arrive with the security work (issue 4).
+// gateway (EdDSA or ES256, with a kid) that downstream services verify with
+// /.well-known/jwks.json. Rotation by configuration: ADMISSION_SIGNING_JWK is
+// the current key; ADMISSION_PREVIOUS_JWKS stay published (and accepted here)
+// so tokens signed before a rotation stay valid until they expire.
+// POST /reservations accepts a token once (its jti is consumed in Redis),
+// only for its event and user, only before expiry.
 
 export interface AdmissionClaims {
   eventId: string;
@@ -13,31 +19,144 @@ export interface AdmissionClaims {
   userId: string;
 }
 
+export interface VerifiedAdmission extends JWTPayload {
+  evt: string;
+  wt: string;
+  sub: string;
+  jti: string;
+  exp: number;
+}
+
+const AUDIENCE = 'reservation';
+const SIGNING_ALGS = ['EdDSA', 'ES256'];
+
+const forbidden = (reason: string, message: string): AppError => new AppError('FORBIDDEN', message, { reason });
+
+function publicPart(jwk: JWK): JWK {
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, k: _k, ...pub } = jwk;
+  return pub;
+}
+
 export class AdmissionTokenIssuer {
+  private readonly jwksBody: string;
+  private readonly verifySet: ReturnType<typeof createLocalJWKSet>;
+
   private constructor(
-    private readonly key: KeyLike,
+    private readonly key: KeyLike | Uint8Array,
+    private readonly alg: string,
     readonly kid: string,
-    readonly publicJwk: Record<string, unknown>,
+    published: JWK[],
     readonly ttlSec: number,
     private readonly issuer: string,
-  ) {}
+  ) {
+    this.jwksBody = JSON.stringify({ keys: published });
+    this.verifySet = createLocalJWKSet({ keys: published });
+  }
 
-  static async ephemeral(ttlSec: number, issuer = 'waiting-room-gateway'): Promise<AdmissionTokenIssuer> {
-    const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-    const kid = randomBytes(8).toString('hex');
-    const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'EdDSA', use: 'sig' };
-    return new AdmissionTokenIssuer(privateKey, kid, jwk, ttlSec, issuer);
+  /** From configuration; without ADMISSION_SIGNING_JWK an ephemeral Ed25519 key (one process only: development and tests). */
+  static async create(cfg: Config['admission'], ttlSec: number): Promise<AdmissionTokenIssuer> {
+    const published: JWK[] = [];
+    let key: KeyLike | Uint8Array;
+    let alg: string;
+    let kid: string;
+    if (cfg.signingJwk) {
+      let jwk: JWK;
+      try {
+        jwk = JSON.parse(cfg.signingJwk) as JWK;
+      } catch {
+        throw new Error('ADMISSION_SIGNING_JWK: not valid JSON');
+      }
+      alg = jwk.alg ?? (jwk.crv === 'Ed25519' ? 'EdDSA' : jwk.crv === 'P-256' ? 'ES256' : '');
+      if (!SIGNING_ALGS.includes(alg)) throw new Error('ADMISSION_SIGNING_JWK: must be an EdDSA (Ed25519) or ES256 (P-256) private key');
+      if (!jwk.kid) throw new Error('ADMISSION_SIGNING_JWK: needs a kid');
+      if (!jwk.d) throw new Error('ADMISSION_SIGNING_JWK: must be a private key (with d)');
+      kid = jwk.kid;
+      key = await importJWK(jwk, alg);
+      published.push({ ...publicPart(jwk), alg, use: 'sig', kid });
+    } else {
+      alg = 'EdDSA';
+      const pair = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+      key = pair.privateKey;
+      kid = `ephemeral-${randomBytes(6).toString('hex')}`;
+      published.push({ ...(await exportJWK(pair.publicKey)), alg, use: 'sig', kid });
+    }
+    if (cfg.previousJwks) {
+      let prev: JWK[];
+      try {
+        prev = JSON.parse(cfg.previousJwks) as JWK[];
+      } catch {
+        throw new Error('ADMISSION_PREVIOUS_JWKS: not valid JSON');
+      }
+      if (!Array.isArray(prev)) throw new Error('ADMISSION_PREVIOUS_JWKS: must be a JSON array of JWKs');
+      for (const p of prev) {
+        if (!p.kid || p.kid === kid) throw new Error('ADMISSION_PREVIOUS_JWKS: every key needs a kid different from the current one');
+        published.push({ ...publicPart(p), alg: p.alg ?? (p.crv === 'Ed25519' ? 'EdDSA' : 'ES256'), use: 'sig' });
+      }
+    }
+    return new AdmissionTokenIssuer(key, alg, kid, published, ttlSec, cfg.issuer);
+  }
+
+  /** The body of GET /.well-known/jwks.json (public keys only). */
+  jwks(): string {
+    return this.jwksBody;
   }
 
   sign(c: AdmissionClaims): Promise<string> {
     return new SignJWT({ evt: c.eventId, wt: c.waitingToken })
-      .setProtectedHeader({ alg: 'EdDSA', kid: this.kid, typ: 'JWT' })
+      .setProtectedHeader({ alg: this.alg, kid: this.kid, typ: 'JWT' })
       .setIssuer(this.issuer)
-      .setAudience('reservation')
+      .setAudience(AUDIENCE)
       .setSubject(c.userId || c.waitingToken)
-      .setJti(randomBytes(12).toString('base64url'))
+      .setJti(randomBytes(16).toString('base64url'))
       .setIssuedAt()
       .setExpirationTime(`${this.ttlSec}s`)
       .sign(this.key);
+  }
+
+  /** Signature, issuer, audience, expiry; then event and user. Throws 403 FORBIDDEN with a reason. */
+  async verify(token: string, expect: { eventId: string; userId: string }): Promise<VerifiedAdmission> {
+    if (typeof token !== 'string' || token.length > 4096 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) {
+      throw forbidden('malformed', 'reservation_token malformed');
+    }
+    let p: JWTPayload;
+    try {
+      p = (await jwtVerify(token, this.verifySet, { issuer: this.issuer, audience: AUDIENCE, algorithms: SIGNING_ALGS, requiredClaims: ['exp', 'jti', 'sub'] })).payload;
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) throw forbidden('expired', 'reservation_token expired');
+      throw forbidden('invalid', 'reservation_token invalid');
+    }
+    const v = p as VerifiedAdmission;
+    if (typeof v.evt !== 'string' || typeof v.wt !== 'string') throw forbidden('invalid', 'reservation_token invalid');
+    if (v.evt !== expect.eventId) throw forbidden('wrong_event', 'reservation_token is for another event');
+    if (v.sub !== expect.userId) throw forbidden('wrong_user', 'reservation_token belongs to another user');
+    return v;
+  }
+}
+
+/** Single use: the first caller consumes the token's jti (kept until the token's expiry); later callers get 403. */
+export class AdmissionTokenLedger {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+  ) {}
+
+  private key(v: VerifiedAdmission): string {
+    return `${eventKeys(this.prefix, v.evt).base}rt:${v.jti}`;
+  }
+
+  async consume(v: VerifiedAdmission): Promise<void> {
+    const ttlMs = Math.max(1000, v.exp * 1000 - Date.now() + 60_000);
+    let r: string | null;
+    try {
+      r = await this.redis.set(this.key(v), '1', 'PX', ttlMs, 'NX');
+    } catch {
+      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+    }
+    if (r !== 'OK') throw forbidden('used', 'reservation_token was already used');
+  }
+
+  /** The reservation failed for a reason that is not the caller's: let them retry with the same token. */
+  async release(v: VerifiedAdmission): Promise<void> {
+    await this.redis.del(this.key(v)).catch(() => undefined);
   }
 }

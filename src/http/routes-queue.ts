@@ -9,6 +9,9 @@ import type { Realtime } from '../realtime/realtime.js';
 import { enterLine } from '../queue/entry.js';
 import type { Estimate } from '../queue/eta.js';
 import type { EventRoom, LocalUser } from '../realtime/event-room.js';
+import type { UserAuth, Identity } from '../auth/user-auth.js';
+import { rateLimitHeaders, type TokenBuckets } from './rate-limit.js';
+import type { Idempotency } from './idempotency.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
@@ -27,6 +30,28 @@ export interface QueueRouteDeps {
   metrics: Metrics;
   log: Logger;
   realtime: Realtime;
+  auth: UserAuth;
+  userLimiter: TokenBuckets;
+  idempotency: Idempotency;
+}
+
+/** Per-user rate limit, on top of the per-client one. */
+export function limitUser(limiter: TokenBuckets, metrics: Metrics, id: Identity): void {
+  const v = limiter.take(`u:${id.sub}`);
+  if (!v.ok) {
+    metrics.rateLimitDropped.inc({ scope: 'user' });
+    throw new AppError('RATE_LIMITED', 'too many requests for this user; slow down', { retry_after_sec: v.retryAfterSec }, rateLimitHeaders(v));
+  }
+}
+
+/** Verifies a bearer token, counting failures by reason. */
+export async function identify(auth: UserAuth, metrics: Metrics, header: string | undefined, required: boolean): Promise<Identity | undefined> {
+  try {
+    return required ? await auth.require(header) : await auth.identify(header);
+  } catch (err) {
+    if (err instanceof AppError) metrics.authFailures.inc({ reason: String(err.details?.reason ?? err.code) });
+    throw err;
+  }
 }
 
 function requireToken(req: HttpRequest): string {
@@ -95,9 +120,21 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
       if (typeof eventId !== 'string' || !EVENT_ID_RE.test(eventId)) {
         throw new AppError('INVALID_REQUEST', 'event_id must be 1-64 characters of A-Z a-z 0-9 _ -');
       }
-      const userId = body.user_id ?? '';
-      if (typeof userId !== 'string' || (userId !== '' && !USER_ID_RE.test(userId))) {
+      const claimed = body.user_id ?? '';
+      if (typeof claimed !== 'string' || (claimed !== '' && !USER_ID_RE.test(claimed))) {
         throw new AppError('INVALID_REQUEST', 'user_id must be 1-128 printable ASCII characters');
+      }
+      // A valid JWT binds the place to its subject. With authentication
+      // configured, a user id is never taken from the body: anyone could claim
+      // someone else's id (and be handed their waiting token as a duplicate).
+      const id = await identify(d.auth, d.metrics, req.headers.authorization, false);
+      let userId = claimed;
+      if (id) {
+        if (claimed !== '' && claimed !== id.sub) throw new AppError('FORBIDDEN', 'user_id differs from the authenticated user');
+        userId = id.sub;
+        limitUser(d.userLimiter, d.metrics, id);
+      } else if (claimed !== '' && d.auth.configured) {
+        throw new AppError('UNAUTHORIZED', 'user_id requires a bearer token', { reason: 'missing' }, { 'WWW-Authenticate': 'Bearer' });
       }
       const idem = req.headers['idempotency-key'] ?? '';
       if (idem && !IDEMPOTENCY_KEY_RE.test(idem)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
@@ -159,15 +196,21 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
   http.route(
     'POST',
     '/api/v1/queue/enter',
-    async (req) => {
+    d.idempotency.wrap(
+      async (req) => {
       const body = jsonBody(req);
       const token = body.waiting_token;
       if (typeof token !== 'string' || token === '') throw new AppError('MISSING_TOKEN', 'waiting_token is required');
-      const entry = await enterLine(d, token, 'http');
+      // enter needs a valid JWT whenever user authentication is configured
+      const id = await identify(d.auth, d.metrics, req.headers.authorization, d.auth.configured);
+      if (id) limitUser(d.userLimiter, d.metrics, id);
+      const entry = await enterLine(d, token, id?.sub ?? '', 'http');
       // a socket of this user on this instance hears it at once, not at the next tick
       d.realtime.finishLocal(token, 'entered', { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec });
       return { status: 200, body: { admission: 'granted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec } };
-    },
+      },
+      { required: false },
+    ),
     { body: true },
   );
 

@@ -4,6 +4,7 @@ import { loadUws, type UWS } from '../uws.js';
 import { AppError, errorBody, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import { rateLimitHeaders, type TokenBuckets } from './rate-limit.js';
 
 // A small router over uWebSockets.js. Rules it keeps for every route:
 // everything is read from the request synchronously before any await,
@@ -21,6 +22,8 @@ export interface HttpRequest {
   readonly rawQuery: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly remoteAddress: string;
+  /** the socket address, or the first X-Forwarded-For hop when TRUST_PROXY is on */
+  readonly clientIp: string;
   readonly requestId: string;
   readonly body: Buffer | undefined;
   query(name: string): string | undefined;
@@ -39,6 +42,8 @@ export type Handler = (req: HttpRequest) => Promise<HttpReply> | HttpReply;
 export interface RouteOptions {
   /** read and limit the body (POST/PUT) */
   body?: boolean;
+  /** per-client rate limit (default on; off for probes and metrics) */
+  rateLimit?: boolean;
 }
 
 /** Headers handlers may read; only these are copied off the uWS request. */
@@ -66,6 +71,32 @@ export interface HttpServerOptions {
   maxBodyBytes: number;
   log: Logger;
   metrics: Metrics;
+  /** per-client token buckets (undefined = no limit) */
+  limiter?: TokenBuckets | undefined;
+  trustProxy?: boolean;
+  /** allowed CORS origins; ["*"] = any origin, never with credentials */
+  corsOrigins?: readonly string[];
+}
+
+/** Headers every response carries. */
+const SECURITY_HEADERS: ReadonlyArray<[string, string]> = [
+  ['X-Content-Type-Options', 'nosniff'],
+  ['X-Frame-Options', 'DENY'],
+  ['Referrer-Policy', 'no-referrer'],
+  ['Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'"],
+  ['Strict-Transport-Security', 'max-age=31536000'],
+  ['Cross-Origin-Resource-Policy', 'same-site'],
+];
+const CORS_EXPOSE = 'X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Idempotency-Cached';
+const IP_RE = /^[0-9A-Fa-f:.]{2,45}$/;
+
+/** The client's address: the socket peer, or (TRUST_PROXY) the first hop of X-Forwarded-For. */
+export function clientAddress(remote: string, forwardedFor: string | undefined, trustProxy: boolean): string {
+  if (trustProxy && forwardedFor) {
+    const first = forwardedFor.split(',')[0]!.trim();
+    if (IP_RE.test(first)) return first;
+  }
+  return remote;
 }
 
 export class HttpServer {
@@ -87,6 +118,27 @@ export class HttpServer {
 
   /** Unknown paths get 404, known paths with another method 405 (with Allow); both with the contract body. */
   finish(): void {
+    // CORS preflight for every known route
+    this.app.options('/*', (res, req) => {
+      const path = req.getUrl();
+      const origin = req.getHeader('origin');
+      const requestId = this.requestId(req.getHeader('x-request-id'));
+      const methods = [...new Set(this.routes.filter((r) => r.matcher.test(path)).map((r) => r.method))];
+      const cors = this.corsHeaders(origin);
+      if (!methods.length) {
+        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, requestId), 'application/json', undefined, requestId);
+        return;
+      }
+      const headers: Record<string, string> = { Allow: [...methods, 'OPTIONS'].join(', ') };
+      if (cors) {
+        Object.assign(headers, cors, {
+          'Access-Control-Allow-Methods': methods.join(', '),
+          'Access-Control-Allow-Headers': 'Content-Type, Authorization, Idempotency-Key, X-Request-ID, traceparent',
+          'Access-Control-Max-Age': '600',
+        });
+      }
+      this.write(res, { aborted: false }, 204, '', 'text/plain', headers, requestId);
+    });
     this.app.any('/*', (res, req) => {
       const path = req.getUrl();
       const requestId = this.requestId(req.getHeader('x-request-id'));
@@ -128,6 +180,15 @@ export class HttpServer {
     }
   }
 
+  /** CORS response headers for an Origin, or none when it is not allowed. */
+  corsHeaders(origin: string | undefined): Record<string, string> | undefined {
+    const allowed = this.opts.corsOrigins ?? [];
+    if (!origin || allowed.length === 0) return undefined;
+    if (allowed.includes('*')) return { 'Access-Control-Allow-Origin': '*', 'Access-Control-Expose-Headers': CORS_EXPOSE };
+    if (!allowed.includes(origin)) return undefined;
+    return { 'Access-Control-Allow-Origin': origin, 'Access-Control-Expose-Headers': CORS_EXPOSE, Vary: 'Origin' };
+  }
+
   private requestId(incoming: string): string {
     return incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
   }
@@ -154,6 +215,8 @@ export class HttpServer {
     } catch {
       remote = '';
     }
+    const clientIp = clientAddress(remote, headers['x-forwarded-for'], this.opts.trustProxy ?? false);
+    const cors = this.corsHeaders(headers.origin);
     let parsedQuery: URLSearchParams | undefined;
     const request = (body: Buffer | undefined): HttpRequest => ({
       method,
@@ -163,6 +226,7 @@ export class HttpServer {
       rawQuery,
       headers,
       remoteAddress: remote,
+      clientIp,
       requestId,
       body,
       query(name: string) {
@@ -172,8 +236,10 @@ export class HttpServer {
     });
 
     this.inFlight++;
+    let limitHeaders: Record<string, string> | undefined;
     const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
-      this.write(res, state, status, body, contentType, extra, requestId);
+      const all = limitHeaders || cors ? { ...limitHeaders, ...cors, ...extra } : extra;
+      this.write(res, state, status, body, contentType, all, requestId);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const labels = { method, route, status_code: status };
       this.opts.metrics.httpRequests.inc(labels);
@@ -206,6 +272,15 @@ export class HttpServer {
       }, fail);
     };
 
+    if (this.opts.limiter && ro.rateLimit !== false) {
+      const v = this.opts.limiter.take(clientIp);
+      limitHeaders = rateLimitHeaders(v);
+      if (!v.ok) {
+        this.opts.metrics.rateLimitDropped.inc({ scope: 'client' });
+        fail(new AppError('RATE_LIMITED', 'too many requests from this client; slow down', { retry_after_sec: v.retryAfterSec }));
+        return;
+      }
+    }
     if (!ro.body) {
       run(undefined);
       return;
@@ -249,7 +324,7 @@ export class HttpServer {
       res.writeHeader('Content-Type', contentType);
       res.writeHeader('X-Request-ID', requestId);
       res.writeHeader('Cache-Control', 'no-store');
-      res.writeHeader('X-Content-Type-Options', 'nosniff');
+      for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
       if (extra) for (const k in extra) res.writeHeader(k, extra[k]!);
       res.end(body);
     });

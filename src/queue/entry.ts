@@ -20,10 +20,11 @@ export interface Entry {
   ttlSec: number;
 }
 
-export async function enterLine(d: EntryDeps, token: string, via: 'http' | 'ws'): Promise<Entry> {
+/** userId: the caller's authenticated user ('' in open mode). The admission token's subject is that user, else the user the place was bound to, else the waiting token. */
+export async function enterLine(d: EntryDeps, token: string, userId: string, via: 'http' | 'ws'): Promise<Entry> {
   try {
-    const r = await d.store.enter(token);
-    const reservationToken = await d.admission.sign({ eventId: r.eventId, waitingToken: token, userId: '' });
+    const r = await d.store.enter(token, userId);
+    const reservationToken = await d.admission.sign({ eventId: r.eventId, waitingToken: token, userId: userId || r.boundUser });
     d.metrics.queueOps.inc({ operation: 'enter', status: 'ok' });
     d.metrics.queueWait.observe(Math.max(0, (r.admittedMs - r.joinedMs) / 1000));
     d.log.info({ event_id: r.eventId, waited_ms: r.admittedMs - r.joinedMs, via }, 'admitted');

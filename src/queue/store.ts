@@ -26,6 +26,7 @@ const luaStatus: Partial<Record<ScriptKey, Record<number, [ErrorCode, string]>>>
     3: ['NOT_READY', 'not your turn yet: keep waiting'],
     4: ['ALREADY_ADMITTED', 'this waiting token was already admitted'],
     5: ['TOKEN_EXPIRED', 'this place in line has expired'],
+    7: ['FORBIDDEN', 'this place in line belongs to another user'],
   },
   leave: {
     2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
@@ -243,13 +244,14 @@ export class QueueStore {
     return [userKey(k, token), k.q, k.ready, k.live, k.stats, k.fin, k.exits, k.hist];
   }
 
-  async enter(token: string): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number }> {
+  /** userId: the caller's authenticated user ('' = none); a place bound to another user is 403. */
+  async enter(token: string, userId = ''): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string }> {
     const eventId = tokenEvent(token);
     if (!eventId) throw refuse('enter', 2);
     const k = this.keys(eventId);
-    const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token])) as unknown[];
+    const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token, userId])) as unknown[];
     const code = num(r[0]);
-    if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]) };
+    if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]), boundUser: String(r[4] ?? '') };
     if (code === 3) throw refuse('enter', 3, { position: num(r[1]) });
     if (code === 5) throw refuse('enter', 5, { reason: String(r[2] ?? '') });
     throw refuse('enter', code);

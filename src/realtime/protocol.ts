@@ -25,6 +25,8 @@ export const Close = {
   SLOW_CONSUMER: 4101,
   OVERLOADED: 4102,
   STORE_UNAVAILABLE: 4103,
+  RATE_LIMITED: 4104,
+  FLOOD: 4429,
 } as const;
 
 export type CloseCode = (typeof Close)[keyof typeof Close];
@@ -54,7 +56,7 @@ export type ServerMessage =
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string; position?: number };
 
-export type ClientMessage = { type: 'enter' } | { type: 'leave' } | { type: 'ping' };
+export type ClientMessage = { type: 'enter'; access_token?: string } | { type: 'leave' } | { type: 'ping' };
 
 /** The first subprotocol the client offered that we speak (the client's order is its preference). */
 export function chooseSubprotocol(offered: string): { protocol: string; format: Format } {
@@ -81,7 +83,12 @@ export function parseClientMessage(data: ArrayBuffer, isBinary: boolean): Client
     }
     if (typeof v !== 'object' || v === null) return undefined;
     const t = (v as { type?: unknown }).type;
-    return t === 'enter' || t === 'leave' || t === 'ping' ? { type: t } : undefined;
+    if (t === 'enter') {
+      const at = (v as { access_token?: unknown }).access_token;
+      if (at === undefined) return { type: 'enter' };
+      return typeof at === 'string' && at.length <= 8192 ? { type: 'enter', access_token: at } : undefined;
+    }
+    return t === 'leave' || t === 'ping' ? { type: t } : undefined;
   } catch {
     return undefined;
   }

@@ -7,6 +7,9 @@ import { enterLine, type EntryDeps } from '../queue/entry.js';
 import type { QueueStore } from '../queue/store.js';
 import type { EventRoom, LocalUser, SocketSink } from './event-room.js';
 import type { Realtime } from './realtime.js';
+import type { UserAuth } from '../auth/user-auth.js';
+import { TokenBuckets } from '../http/rate-limit.js';
+import { clientAddress } from '../http/server.js';
 import { Close, PROTOCOL_VERSION, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
 
 // GET /api/v1/queue/ws?token=<waiting_token> on the same uWebSockets.js app.
@@ -16,6 +19,11 @@ import { Close, PROTOCOL_VERSION, chooseSubprotocol, encode, parseClientMessage,
 
 export interface SocketData {
   id: number;
+  ip: string;
+  /** per-socket message bucket */
+  msgTokens: number;
+  msgAt: number;
+  violations: number;
   token: string;
   eventId: string;
   format: Format;
@@ -27,6 +35,12 @@ export interface SocketData {
 type WS = UWS.WebSocket<SocketData>;
 
 export interface WsOptions {
+  maxPerIp: number;
+  connectRps: number;
+  connectBurst: number;
+  messageRps: number;
+  messageBurst: number;
+  maxClients: number;
   maxConnections: number;
   /** a socket with more than this queued is skipped for position updates until it drains */
   softBackpressureBytes: number;
@@ -91,6 +105,8 @@ export interface WsRouteDeps extends EntryDeps {
   log: Logger;
   metrics: Metrics;
   isDraining: () => boolean;
+  auth: UserAuth;
+  trustProxy: boolean;
   /** liveness window granted when a socket attaches */
   attachLivenessMs: number;
 }
@@ -100,6 +116,8 @@ const closeFor = (state: string): [CloseCode, string] =>
 
 export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOptions): void {
   const { sockets, realtime, metrics, log } = d;
+  const connectLimiter = new TokenBuckets(o.connectRps, o.connectBurst, o.maxClients);
+  const perIp = new Map<string, number>();
   app.ws<SocketData>('/api/v1/queue/ws', {
     compression: loadUws().DISABLED,
     maxPayloadLength: o.maxMessageBytes,
@@ -117,9 +135,29 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       const key = req.getHeader('sec-websocket-key');
       const offered = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
+      const forwarded = req.getHeader('x-forwarded-for');
+      let remote = '';
+      try {
+        remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+      } catch {
+        remote = '';
+      }
+      const ip = clientAddress(remote, forwarded, d.trustProxy);
       const token = new URLSearchParams(query).get('token') ?? '';
       const { protocol, format } = chooseSubprotocol(offered);
-      const data: SocketData = { id: sockets.newId(), token, eventId: '', format, closeWith: undefined, room: undefined, user: undefined };
+      const data: SocketData = {
+        id: sockets.newId(),
+        ip,
+        msgTokens: o.messageBurst,
+        msgAt: performance.now(),
+        violations: 0,
+        token,
+        eventId: '',
+        format,
+        closeWith: undefined,
+        room: undefined,
+        user: undefined,
+      };
       const upgrade = (): void => {
         if (state.aborted) return;
         res.cork(() => res.upgrade(data, key, protocol, extensions, context));
@@ -130,6 +168,16 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       }
       if (sockets.open.size >= o.maxConnections) {
         data.closeWith = [Close.OVERLOADED, 'instance full: reconnect later'];
+        return upgrade();
+      }
+      if (!connectLimiter.take(ip).ok) {
+        metrics.rateLimitDropped.inc({ scope: 'ws_connect' });
+        data.closeWith = [Close.RATE_LIMITED, 'too many connection attempts: reconnect later'];
+        return upgrade();
+      }
+      if ((perIp.get(ip) ?? 0) >= o.maxPerIp) {
+        metrics.rateLimitDropped.inc({ scope: 'ws_per_ip' });
+        data.closeWith = [Close.RATE_LIMITED, 'too many connections from this address'];
         return upgrade();
       }
       realtime.attach(token, d.attachLivenessMs).then(
@@ -155,6 +203,7 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
     open: (ws) => {
       const data = ws.getUserData();
       sockets.open.set(data.id, ws);
+      perIp.set(data.ip, (perIp.get(data.ip) ?? 0) + 1);
       metrics.wsOpened.inc();
       metrics.wsConnections.inc();
       if (data.closeWith) {
@@ -187,6 +236,17 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
 
     message: (ws, message, isBinary) => {
       const data = ws.getUserData();
+      // per-socket message rate: over the limit a message is refused; a flood closes the socket
+      const now = performance.now();
+      data.msgTokens = Math.min(o.messageBurst, data.msgTokens + ((now - data.msgAt) / 1000) * o.messageRps);
+      data.msgAt = now;
+      if (data.msgTokens < 1) {
+        metrics.rateLimitDropped.inc({ scope: 'ws_message' });
+        if (++data.violations > o.messageBurst) sockets.close(data.id, Close.FLOOD, 'message flood');
+        else sockets.send(data.id, { type: 'error', code: 'RATE_LIMITED', message: 'too many messages; slow down' }, true);
+        return;
+      }
+      data.msgTokens -= 1;
       const m = parseClientMessage(message, isBinary);
       if (!m) {
         metrics.wsMessagesIn.inc({ type: 'invalid' });
@@ -204,7 +264,9 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       if (!room || !user) return;
       if (m.type === 'enter') {
         user.entering = true;
-        enterLine(d, user.token, 'ws').then(
+        // with user authentication configured, enter needs a JWT here too (browsers cannot set headers on a WebSocket)
+        const who = d.auth.configured ? d.auth.require(m.access_token ? `Bearer ${m.access_token}` : undefined) : Promise.resolve(undefined);
+        who.then((id) => enterLine(d, user.token, id?.sub ?? '', 'ws')).then(
           (entry) => {
             const admitted: ServerMessage = { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec };
             if (room.users.get(user.token) === user) room.finish(user, 'entered', admitted);
@@ -246,6 +308,9 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
     close: (ws, code) => {
       const data = ws.getUserData();
       sockets.open.delete(data.id);
+      const n = (perIp.get(data.ip) ?? 1) - 1;
+      if (n <= 0) perIp.delete(data.ip);
+      else perIp.set(data.ip, n);
       metrics.wsConnections.dec();
       metrics.wsClosed.inc({ code: String(code) });
       if (data.user) realtime.socketClosed(data.eventId, data.token, data.id);

@@ -21,6 +21,17 @@ export function startRedis(): Promise<EmbeddedRedis> {
 
 export const uniquePrefix = (): string => `t${randomBytes(4).toString('hex')}:`;
 
+/** Tests drive many requests from one loopback address: limits far above that, unless a test sets its own. */
+export const GENEROUS_LIMITS: Record<string, string> = {
+  RATE_LIMIT_RPS: '100000',
+  RATE_LIMIT_BURST: '100000',
+  WS_MAX_PER_IP: '100000',
+  WS_CONNECT_RPS: '100000',
+  WS_CONNECT_BURST: '100000',
+  WS_MESSAGE_RPS: '1000',
+  WS_MESSAGE_BURST: '1000',
+};
+
 export function redisClient(address: string): Redis {
   const [host, port] = address.split(':');
   const c = new Redis({ host: host!, port: Number(port), maxRetriesPerRequest: 1 });
@@ -41,6 +52,7 @@ export async function startInProcessGateway(redisAddress: string, env: Record<st
     REDIS_ADDRESS: redisAddress,
     REDIS_KEY_PREFIX: uniquePrefix(),
     LOG_LEVEL: 'silent',
+    ...GENEROUS_LIMITS,
     ...env,
   });
   const gateway = await startGateway(config, redisAddress, createLogger(config.logLevel));
@@ -61,7 +73,7 @@ export interface SpawnedGateway {
 export async function spawnGateway(env: Record<string, string>): Promise<SpawnedGateway> {
   const instanceId = env.INSTANCE_ID ?? `gw-${randomBytes(3).toString('hex')}`;
   const proc = spawn(process.execPath, [join(ROOT, 'dist', 'src', 'main.js')], {
-    env: { PATH: process.env.PATH ?? '', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'info', INSTANCE_ID: instanceId, ...env },
+    env: { PATH: process.env.PATH ?? '', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'info', INSTANCE_ID: instanceId, ...GENEROUS_LIMITS, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

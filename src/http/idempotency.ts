@@ -1,0 +1,87 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { ReplyError } from 'ioredis';
+import { AppError, errorBody } from '../errors.js';
+import type { RedisClient } from '../redis/connect.js';
+import { callScript } from '../redis/connect.js';
+import type { Metrics } from '../metrics.js';
+import type { Handler, HttpReply, HttpRequest } from './server.js';
+
+// Idempotency-Key per the contract: the same key with the same request
+// replays the stored response (X-Idempotency-Cached: true); the same key with
+// a different request is 409 IDEMPOTENCY_CONFLICT; while the first request is
+// still running, 409 too, never a second execution (atomic claim in Lua).
+// Keys are scoped by route and caller (the Authorization header, or the
+// client address when anonymous), so two users cannot collide or read each
+// other's responses. 5xx outcomes are not stored: a retry runs again.
+
+const KEY_RE = /^[A-Za-z0-9_-]{8,128}$/;
+const sha = (s: string | Buffer): string => createHash('sha256').update(s).digest('base64url');
+
+export class Idempotency {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+    private readonly ttlMs: number,
+    private readonly inflightMs: number,
+    private readonly metrics: Metrics,
+  ) {}
+
+  wrap(handler: Handler, o: { required: boolean }): Handler {
+    return async (req: HttpRequest): Promise<HttpReply> => {
+      const key = req.headers['idempotency-key'];
+      if (!key) {
+        if (o.required) throw new AppError('IDEMPOTENCY_KEY_REQUIRED', 'this request needs an Idempotency-Key header (a UUID)');
+        return handler(req);
+      }
+      if (!KEY_RE.test(key)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
+      const scope = sha(`${req.route}\n${req.headers.authorization ?? `ip:${req.clientIp}`}`);
+      const recordKey = `${this.prefix}idem:${scope}:${sha(key)}`;
+      const fp = sha(`${req.method}\n${req.path}\n${req.rawQuery}\n${req.body?.toString('utf8') ?? ''}`);
+      const owner = randomBytes(12).toString('base64url');
+      const r = (await this.call('idemBegin', recordKey, [fp, owner, this.inflightMs])) as unknown[];
+      const code = Number(r[0]);
+      if (code === 1) throw new AppError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different request', { reason: 'different_request' });
+      if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a request with this Idempotency-Key is still in progress', { reason: 'in_flight' });
+      if (code === 3) {
+        this.metrics.idempotencyHits.inc();
+        const headers = JSON.parse(String(r[3])) as Record<string, string>;
+        return { status: Number(r[1]), body: String(r[2]), headers: { ...headers, 'X-Idempotency-Cached': 'true' } };
+      }
+      let reply: HttpReply;
+      try {
+        reply = await handler(req);
+      } catch (err) {
+        if (err instanceof AppError && err.status < 500) {
+          await this.finish(recordKey, owner, err.status, errorBody(err.code, err.message, req.requestId, err.details), err.headers ?? {});
+        } else {
+          await this.release(recordKey, owner);
+        }
+        throw err;
+      }
+      if (reply.status >= 500) await this.release(recordKey, owner);
+      else {
+        const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
+        await this.finish(recordKey, owner, reply.status, body, reply.headers ?? {});
+        return { ...reply, body };
+      }
+      return reply;
+    };
+  }
+
+  private async finish(key: string, owner: string, status: number, body: string, headers: Readonly<Record<string, string>>): Promise<void> {
+    await this.call('idemEnd', key, [owner, 'store', status, body, JSON.stringify(headers), this.ttlMs]).catch(() => undefined);
+  }
+
+  private async release(key: string, owner: string): Promise<void> {
+    await this.call('idemEnd', key, [owner, 'release', 0, '', '{}', 0]).catch(() => undefined);
+  }
+
+  private async call(script: 'idemBegin' | 'idemEnd', key: string, args: (string | number)[]): Promise<unknown> {
+    try {
+      return await callScript(this.redis, script, [key], args);
+    } catch (err) {
+      if (err instanceof ReplyError) throw err;
+      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+    }
+  }
+}

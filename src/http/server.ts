@@ -50,6 +50,8 @@ export interface RouteOptions {
 const HEADERS = ['x-request-id', 'authorization', 'idempotency-key', 'content-type', 'content-length', 'traceparent', 'x-forwarded-for', 'origin'];
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Per header the gateway reads; uWebSockets.js itself resets connections whose whole header block overflows its buffer. */
+const MAX_HEADER_CHARS = 8192 + 16;
 
 const statusLines = new Map<number, string>();
 const statusLine = (s: number): string => {
@@ -200,9 +202,13 @@ export class HttpServer {
     });
     const started = process.hrtime.bigint();
     const headers: Record<string, string> = {};
+    let oversized: string | undefined;
     for (const h of HEADERS) {
       const v = req.getHeader(h);
-      if (v) headers[h] = v;
+      if (v) {
+        if (v.length > MAX_HEADER_CHARS) oversized = h;
+        else headers[h] = v;
+      }
     }
     const params: string[] = [];
     for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
@@ -272,6 +278,10 @@ export class HttpServer {
       }, fail);
     };
 
+    if (oversized) {
+      fail(new AppError('HEADER_TOO_LARGE', `header ${oversized} is larger than ${MAX_HEADER_CHARS} bytes`));
+      return;
+    }
     if (this.opts.limiter && ro.rateLimit !== false) {
       const v = this.opts.limiter.take(clientIp);
       limitHeaders = rateLimitHeaders(v);

@@ -6,10 +6,13 @@
 
   ARGV[1] base   ARGV[2] now override   ARGV[3] token
   ARGV[4] the caller's authenticated user ("" = none): a place bound to a user
-          (joined with a JWT) can only be entered by that user
+          (joined with a JWT) can only be entered by that user; an anonymous
+          place entered with a user is bound to them, unless they already
+          hold another place in this event (one place per user)
 
   Returns {1, readyAtMs, admittedMs, joinedMs, boundUser} admitted now;
           {7} the place belongs to another user;
+          {8, otherToken} the user already holds another place in this event;
           {2} unknown token; {3, rank} still waiting (not ready);
           {4, admittedMs} already admitted; {5, state, reason} expired or left.
 ]]
@@ -43,6 +46,19 @@ if tonumber(rec[2]) < now then
   -- the stored state agree.
   finishUser(K, base, tok, 'x', 'ready_timeout', now, false)
   return {5, 'x', 'ready_timeout'}
+end
+if ARGV[4] ~= '' and (not rec[7] or rec[7] == '') then
+  local ukey = base .. 'uid:' .. ARGV[4]
+  local other = redis.call('GET', ukey)
+  if other and other ~= tok then
+    local os = redis.call('HGET', base .. 'u:' .. other, 's')
+    if os == 'w' or os == 'r' or os == 'a' then
+      return {8, other}
+    end
+  end
+  redis.call('SET', ukey, tok)
+  redis.call('HSET', KEYS[1], 'u', ARGV[4])
+  rec[7] = ARGV[4]
 end
 finishUser(K, base, tok, 'a', 'entered', now, false)
 redis.call('HSET', KEYS[1], 'ad', now)

@@ -10,6 +10,10 @@
   ARGV[3] instance id (lease owner)   ARGV[4] lease ms
   ARGV[5] max promotions per tick     ARGV[6] max expiries per tick (each kind)
   ARGV[7] max exit-log entries returned
+  ARGV[8] gap ms: a tick this long after the previous one means nobody could
+          refresh liveness meanwhile (Redis or every gateway was down)
+  ARGV[9] quiet ms: after such a gap, liveness is not swept for this long, so
+          instances and pollers can refresh the users who were live all along
 
   Order inside the tick: expire ready users whose window passed, remove users
   whose liveness lapsed, refill the bucket by elapsed time (partial tokens
@@ -41,8 +45,18 @@ local maxPromote, maxSweep, maxExits = tonumber(ARGV[5]), tonumber(ARGV[6]), ton
 local K = {q = KEYS[3], ready = KEYS[4], live = KEYS[5], stats = KEYS[6], fin = KEYS[9], exits = KEYS[8], hist = KEYS[7]}
 local bucketIdx = math.floor(now / 10000)
 
--- 1. ready users whose window passed (deadline < now)
 local expired = {}
+-- After an outage nobody could refresh liveness: do not remove people for it
+-- until they had the chance (a lost place is worse than a late sweep).
+local lastTick = tonumber(redis.call('HGET', KEYS[2], 'ts') or now)
+local quietUntil = tonumber(redis.call('HGET', KEYS[2], 'quiet') or '0')
+if now - lastTick > tonumber(ARGV[8]) then
+  quietUntil = now + tonumber(ARGV[9])
+  redis.call('HSET', KEYS[2], 'quiet', quietUntil)
+end
+local sweepLiveness = now >= quietUntil
+
+-- 1. ready users whose window passed (deadline < now)
 local gone = redis.call('ZRANGEBYSCORE', K.ready, '-inf', '(' .. now, 'LIMIT', 0, maxSweep)
 for _, tok in ipairs(gone) do
   finishUser(K, base, tok, 'x', 'ready_timeout', now, false)
@@ -50,7 +64,10 @@ for _, tok in ipairs(gone) do
   expired[#expired + 1] = 'ready_timeout'
 end
 -- 2. users whose liveness lapsed (stopped polling, socket gone past the grace)
-gone = redis.call('ZRANGEBYSCORE', K.live, '-inf', '(' .. now, 'LIMIT', 0, maxSweep)
+gone = {}
+if sweepLiveness then
+  gone = redis.call('ZRANGEBYSCORE', K.live, '-inf', '(' .. now, 'LIMIT', 0, maxSweep)
+end
 for _, tok in ipairs(gone) do
   local wasWaiting = redis.call('ZSCORE', K.ready, tok) == false
   finishUser(K, base, tok, 'x', 'liveness', now, wasWaiting)

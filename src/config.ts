@@ -61,6 +61,19 @@ const schema = z.object({
   /** development only: POST /api/v1/dev/token mints short-lived JWTs for the local page */
   DEV_TOKENS_ENABLED: bool.optional(),
 
+  BACKEND_RESERVATION_API_GRPC_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port').optional(),
+  BACKEND_RESERVATION_API_TIMEOUT: z.string().regex(/^\d+(ms|s)?$/, 'a duration like 3s or 500ms').default('3s'),
+  BACKEND_RESERVATION_API_TLS_ENABLED: bool.default('false'),
+  BACKEND_PAYMENT_API_GRPC_ADDRESS: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be host:port').optional(),
+  BACKEND_PAYMENT_API_TIMEOUT: z.string().regex(/^\d+(ms|s)?$/, 'a duration like 3s or 500ms').default('5s'),
+  BACKEND_PAYMENT_API_TLS_ENABLED: bool.default('false'),
+  BACKEND_TLS_CA_FILE: z.string().optional(),
+  BACKEND_RETRIES: int(0, 5).default(2),
+  BACKEND_BREAKER_ERROR_PERCENT: int(1, 100).default(50),
+  BACKEND_BREAKER_VOLUME: int(1, 10_000).default(5),
+  BACKEND_BREAKER_RESET_MS: int(100, 600_000).default(5000),
+  OBSERVABILITY_OTLP_ENDPOINT: z.string().url().optional(),
+  OBSERVABILITY_SAMPLE_RATE: num(0, 1).default(0.1),
   RATE_LIMIT_RPS: num(0.1, 1_000_000).default(50),
   RATE_LIMIT_BURST: int(1, 1_000_000).default(100),
   RATE_LIMIT_USER_RPS: num(0.1, 1_000_000).optional(),
@@ -76,7 +89,7 @@ const schema = z.object({
   IDEMPOTENCY_TTL_SEC: int(60, 7 * 86400).default(86_400),
   IDEMPOTENCY_INFLIGHT_TTL_SEC: int(5, 3600).default(60),
   WS_MAX_CONNECTIONS: int(1, 1_000_000).default(60_000),
-  WS_MAX_MESSAGE_BYTES: int(64, 65536).default(1024),
+  WS_MAX_MESSAGE_BYTES: int(64, 65536).default(16384),
   WS_IDLE_TIMEOUT_SEC: int(8, 960).default(16),
   WS_MAX_BACKPRESSURE_BYTES: int(4096, 64 * 1024 * 1024).default(256 * 1024),
   REALTIME_NEAR_FRONT: int(1, 1_000_000).default(100),
@@ -142,6 +155,14 @@ export interface Config {
     readonly trustProxy: boolean;
   };
   readonly corsAllowOrigins: readonly string[];
+  readonly observability: { readonly otlpEndpoint: string | undefined; readonly sampleRate: number };
+  readonly backends: {
+    readonly reservation: BackendConfig;
+    readonly payment: BackendConfig;
+    readonly tlsCaFile: string | undefined;
+    readonly retries: number;
+    readonly breaker: { readonly errorPercent: number; readonly volume: number; readonly resetMs: number };
+  };
   readonly idempotency: { readonly ttlSec: number; readonly inflightTtlSec: number };
   readonly ws: {
     readonly maxPerIp: number;
@@ -157,7 +178,16 @@ export interface Config {
   };
 }
 
+export interface BackendConfig {
+  /** undefined = start a local simulator (development) */
+  readonly address: string | undefined;
+  readonly timeoutMs: number;
+  readonly tls: boolean;
+}
+
 export class ConfigError extends Error {}
+
+const durationMs = (d: string): number => (d.endsWith('ms') ? Number(d.slice(0, -2)) : d.endsWith('s') ? Number(d.slice(0, -1)) * 1000 : Number(d));
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "not set" (common in k8s manifests and .env files).
@@ -195,6 +225,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (production && e.ADMISSION_SIGNING_JWK === undefined) {
     fail('ADMISSION_SIGNING_JWK', 'required with NODE_ENV=production (every instance must sign with the same key)');
+  }
+  if (production && (!e.BACKEND_RESERVATION_API_GRPC_ADDRESS || !e.BACKEND_PAYMENT_API_GRPC_ADDRESS)) {
+    fail(e.BACKEND_RESERVATION_API_GRPC_ADDRESS ? 'BACKEND_PAYMENT_API_GRPC_ADDRESS' : 'BACKEND_RESERVATION_API_GRPC_ADDRESS', 'required with NODE_ENV=production (the local simulators are for development)');
+  }
+  for (const [name, v] of [['BACKEND_RESERVATION_API_TIMEOUT', e.BACKEND_RESERVATION_API_TIMEOUT], ['BACKEND_PAYMENT_API_TIMEOUT', e.BACKEND_PAYMENT_API_TIMEOUT]] as const) {
+    const ms = durationMs(v);
+    if (ms < 10 || ms > 120_000) fail(name, 'must be between 10ms and 120s');
   }
   const mode = e.JWT_SECRET !== undefined ? 'secret' : e.JWT_JWKS_ENDPOINT !== undefined ? 'jwks' : undefined;
   const allowed = mode === 'secret' ? ['HS256', 'HS384', 'HS512'] : ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA'];
@@ -260,6 +297,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       trustProxy: e.TRUST_PROXY,
     },
     corsAllowOrigins: origins,
+    observability: { otlpEndpoint: e.OBSERVABILITY_OTLP_ENDPOINT, sampleRate: e.OBSERVABILITY_SAMPLE_RATE },
+    backends: {
+      reservation: { address: e.BACKEND_RESERVATION_API_GRPC_ADDRESS, timeoutMs: durationMs(e.BACKEND_RESERVATION_API_TIMEOUT), tls: e.BACKEND_RESERVATION_API_TLS_ENABLED },
+      payment: { address: e.BACKEND_PAYMENT_API_GRPC_ADDRESS, timeoutMs: durationMs(e.BACKEND_PAYMENT_API_TIMEOUT), tls: e.BACKEND_PAYMENT_API_TLS_ENABLED },
+      tlsCaFile: e.BACKEND_TLS_CA_FILE,
+      retries: e.BACKEND_RETRIES,
+      breaker: { errorPercent: e.BACKEND_BREAKER_ERROR_PERCENT, volume: e.BACKEND_BREAKER_VOLUME, resetMs: e.BACKEND_BREAKER_RESET_MS },
+    },
     idempotency: { ttlSec: e.IDEMPOTENCY_TTL_SEC, inflightTtlSec: e.IDEMPOTENCY_INFLIGHT_TTL_SEC },
     ws: {
       maxPerIp: e.WS_MAX_PER_IP,

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { connectRedis, type RedisClient } from './redis/connect.js';
+import { connectRedis, observeRedis, type RedisClient } from './redis/connect.js';
+import { startTracing } from './observability/tracing.js';
 import { QueueStore } from './queue/store.js';
 import { EventRegistry } from './queue/registry.js';
 import { RedisBroker } from './queue/broker.js';
@@ -20,7 +21,11 @@ import { TokenBuckets } from './http/rate-limit.js';
 import { Idempotency } from './http/idempotency.js';
 import { registerAuthRoutes } from './http/routes-auth.js';
 import { registerReservationRoutes } from './http/routes-reservations.js';
-import { LocalReservations, type ReservationBackend } from './backends/reservations.js';
+import { Reservations, Payments } from './backends/reservations.js';
+import { GrpcBackend, channelCredentials } from './backends/grpc-backend.js';
+import { loadProtos } from './backends/proto.js';
+import { startReservationSim } from './sim/reservation-sim.js';
+import { startPaymentSim } from './sim/payment-sim.js';
 
 // Composition root: wires the store, the ticker and the HTTP routes of one
 // gateway instance, and owns the order of a graceful stop.
@@ -61,6 +66,8 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     });
   });
   const metrics = createMetrics();
+  startTracing({ otlpEndpoint: config.observability.otlpEndpoint, sampleRate: config.observability.sampleRate, instanceId: config.instanceId });
+  observeRedis((script, seconds) => metrics.redisDuration.observe({ command: script }, seconds));
   const store = new QueueStore(redis, config.redis.keyPrefix);
   const registry = new EventRegistry(redis, config.redis.keyPrefix);
   // The subscriber may queue its SUBSCRIBE until connected (ioredis re-subscribes after a reconnect).
@@ -72,7 +79,34 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const clientLimiter = new TokenBuckets(rl.rps, rl.burst, rl.maxClients);
   const userLimiter = new TokenBuckets(rl.userRps, rl.userBurst, rl.maxClients);
   const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics);
-  const reservations: ReservationBackend = new LocalReservations();
+  // Backends: the configured gRPC services, or local simulators (development: never in production, see config).
+  const sims: { stop(): Promise<void> }[] = [];
+  let reservationAddress = config.backends.reservation.address;
+  let paymentAddress = config.backends.payment.address;
+  if (!reservationAddress) {
+    const sim = await startReservationSim({ host: '127.0.0.1', port: 0, log });
+    sims.push(sim);
+    reservationAddress = sim.address;
+    log.info({ address: sim.address }, 'no BACKEND_RESERVATION_API_GRPC_ADDRESS: started the local reservation simulator');
+  }
+  if (!paymentAddress) {
+    const sim = await startPaymentSim({ host: '127.0.0.1', port: 0, log });
+    sims.push(sim);
+    paymentAddress = sim.address;
+    log.info({ address: sim.address }, 'no BACKEND_PAYMENT_API_GRPC_ADDRESS: started the local payment simulator');
+  }
+  const protos = loadProtos();
+  const backendOpts = { retries: config.backends.retries, breaker: config.backends.breaker, metrics, log };
+  const reservationBackend = new GrpcBackend(
+    new protos.reservation.v1.ReservationService(reservationAddress, channelCredentials(config.backends.reservation.tls, config.backends.tlsCaFile)),
+    { ...backendOpts, service: 'reservation', timeoutMs: config.backends.reservation.timeoutMs },
+  );
+  const paymentBackend = new GrpcBackend(
+    new protos.payment.v1.PaymentService(paymentAddress, channelCredentials(config.backends.payment.tls, config.backends.tlsCaFile)),
+    { ...backendOpts, service: 'payment', timeoutMs: config.backends.payment.timeoutMs },
+  );
+  const reservations = new Reservations(reservationBackend);
+  const payments = new Payments(paymentBackend);
   const ticker = new Ticker(
     store,
     registry,
@@ -84,6 +118,8 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       maxPromote: config.queue.maxPromotionsPerTick,
       maxSweep: config.queue.maxSweepPerTick,
       retentionMs: config.queue.finishedRetentionSec * 1000,
+      // after an outage, give every live user one full liveness window to be refreshed
+      quietMs: Math.max(config.queue.pollTimeoutSec, config.queue.reconnectGraceSec) * 1000 + 5000,
     },
     log,
     metrics,
@@ -135,7 +171,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     config.instanceId,
   );
   registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime, auth, userLimiter, idempotency });
-  registerReservationRoutes(http, { admission, ledger, auth, backend: reservations, userLimiter, idempotency, metrics, log });
+  registerReservationRoutes(http, { admission, ledger, auth, reservations, payments, userLimiter, idempotency, metrics, log });
   registerAuthRoutes(http, admission, auth, log);
   registerWsRoute(
     http.app,
@@ -174,6 +210,9 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       log.info({ sockets: closed }, 'drained');
       await ticker.stop();
       await broker.close();
+      reservationBackend.close();
+      paymentBackend.close();
+      await Promise.all(sims.map((s) => s.stop()));
       redis.disconnect();
       log.info('gateway stopped');
     })());

@@ -36,7 +36,8 @@ function expectError(r: Reply, status: number, code: string): void {
   const e = (r.body as { error: { message: string; trace_id: string } }).error;
   expect(typeof e.message).toBe('string');
   expect(e.message.length).toBeGreaterThan(0);
-  expect(e.trace_id).toBe(r.headers.get('x-request-id'));
+  expect(e.trace_id).toMatch(/^[0-9a-f]{32}$/); // the real W3C trace id
+  expect(e.trace_id).toBe(r.headers.get('x-trace-id'));
 }
 
 const join = (g: InProcessGateway, body: unknown, headers: Record<string, string> = {}) => call(g.url, 'POST', '/api/v1/queue/join', body, headers);
@@ -141,7 +142,8 @@ describe('contract error paths', () => {
   it('join: 409 DUPLICATE_REQUEST carries the existing waiting_token (same Idempotency-Key or same user)', async () => {
     const first = await join(gw, { event_id: 'dups', user_id: 'dave' }, { 'idempotency-key': 'idem-000000000001' });
     expect(first.status).toBe(202);
-    const again = await join(gw, { event_id: 'dups' }, { 'idempotency-key': 'idem-000000000001' });
+    // a retry of the same request (same body, same key)
+    const again = await join(gw, { event_id: 'dups', user_id: 'dave' }, { 'idempotency-key': 'idem-000000000001' });
     expectError(again, 409, 'DUPLICATE_REQUEST');
     expect((again.body.error as Record<string, unknown>).waiting_token).toBe(first.body.waiting_token);
     const sameUser = await join(gw, { event_id: 'dups', user_id: 'dave' });
@@ -202,7 +204,11 @@ describe('contract error paths', () => {
     expect(r1.headers.get('x-request-id')).toBe('req-123.abc');
     const r2 = await call(gw.url, 'GET', '/api/v1/queue/status', undefined, { 'x-request-id': 'bad id <script>' });
     expect(r2.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
-    expect((r2.body.error as { trace_id: string }).trace_id).toBe(r2.headers.get('x-request-id'));
+    expect((r2.body.error as { trace_id: string }).trace_id).toBe(r2.headers.get('x-trace-id'));
+    // an incoming traceparent is continued: the error names its trace
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const r3 = await call(gw.url, 'GET', '/api/v1/queue/status', undefined, { traceparent: tp });
+    expect((r3.body.error as { trace_id: string }).trace_id).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
     for (const path of ['/healthz', '/readyz', '/version', '/metrics', '/nope']) {
       expect((await call(gw.url, 'GET', path)).headers.get('x-request-id')).toBeTruthy();
     }

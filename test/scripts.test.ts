@@ -38,7 +38,8 @@ function virtualStore(c: Redis = client): { store: QueueStore; clock: { now: num
   return { store: new QueueStore(c, uniquePrefix(), () => clock.now), clock };
 }
 
-const tickOpts = { leaseMs: 10_000, maxPromote: 10_000, maxSweep: 10_000, maxExits: 100_000 };
+// gap detection off (tests below move the virtual clock in big steps), except where tested
+const tickOpts = { leaseMs: 10_000, maxPromote: 10_000, maxSweep: 10_000, maxExits: 100_000, gapMs: 1e15, quietMs: 0 };
 
 async function tick(store: QueueStore, eventId: string, who = 'inst-1') {
   await store.acquireLease(eventId, who, 10_000);
@@ -259,6 +260,38 @@ describe('ticker lease', () => {
     expect(await store.releaseLease(ev, 'b')).toBe(true);
     expect(await store.acquireLease(ev, 'a', 300)).toBe(true);
     clock.now += 1;
+  });
+});
+
+describe('after an outage', () => {
+  it('nobody is removed for lapsed liveness until everyone had one window to be refreshed', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'outage';
+    const d = defaults({ rate: 0.001, burst: 1, livenessMs: 5_000 });
+    const a = await store.join(ev, newWaitingToken(ev), '', '', d);
+    const b = await store.join(ev, newWaitingToken(ev), '', '', d);
+    const c = await store.join(ev, newWaitingToken(ev), '', '', d);
+    const opts = { ...tickOpts, gapMs: 15_000, quietMs: 20_000 };
+    await store.acquireLease(ev, 'inst-1', 60_000);
+    expect(typeof (await store.tick(ev, 'inst-1', opts))).toBe('object');
+    // Redis (or every gateway) gone for 30 s: all three deadlines lapsed meanwhile
+    clock.now += 30_000;
+    const first = await store.tick(ev, 'inst-1', opts);
+    if (typeof first === 'string') throw new Error(first);
+    expect(first.expired).toEqual([]); // the quiet period began
+    // b and c are refreshed by their instances/polls within the window; a never comes back
+    clock.now += 5_000;
+    await store.touch(ev, [[b.token, 5_000], [c.token, 5_000]]);
+    clock.now += 4_000;
+    await store.touch(ev, [[b.token, 5_000], [c.token, 5_000]]);
+    expect((await store.tick(ev, 'inst-1', opts) as { expired: unknown[] }).expired).toEqual([]);
+    clock.now += 11_001; // the quiet period is over
+    await store.touch(ev, [[b.token, 5_000], [c.token, 5_000]]);
+    const after = await store.tick(ev, 'inst-1', opts);
+    if (typeof after === 'string') throw new Error(after);
+    expect(after.expired).toEqual([[a.token, 'liveness']]);
+    expect((await store.status(b.token, 0))?.state).toBe('waiting');
+    expect((await store.status(c.token, 0))?.state).toBe('waiting');
   });
 });
 

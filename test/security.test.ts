@@ -37,7 +37,7 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 function expectError(r: Reply, status: number, code: string, reason?: string): void {
   const e = (r.body as { error?: { code?: string; reason?: string; trace_id?: string } }).error;
   expect({ status: r.status, code: e?.code, ...(reason ? { reason: e?.reason } : {}) }).toEqual({ status, code, ...(reason ? { reason } : {}) });
-  expect(e?.trace_id).toBe(r.headers.get('x-request-id'));
+  expect(e?.trace_id).toBe(r.headers.get('x-trace-id'));
 }
 
 beforeAll(async () => {
@@ -131,6 +131,71 @@ describe('user JWTs', () => {
     expectError(dup, 409, 'DUPLICATE_REQUEST');
     expect((dup.body.error as { waiting_token: string }).waiting_token).toBe(wt);
     expect((await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: wt }, bearer(aliceJwt))).status).toBe(200);
+  });
+
+  it("a join Idempotency-Key is scoped to its caller: another caller with the same key does not get the place", async () => {
+    const key = 'shared-key-0000000001';
+    const mine = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'idem-scope' }, { ...bearer(await userJwt('owner')), 'idempotency-key': key });
+    expect(mine.status).toBe(202);
+    const again = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'idem-scope' }, { ...bearer(await userJwt('owner')), 'idempotency-key': key });
+    expectError(again, 409, 'DUPLICATE_REQUEST');
+    expect((again.body.error as { waiting_token: string }).waiting_token).toBe(mine.body.waiting_token);
+    const thief = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'idem-scope' }, { ...bearer(await userJwt('thief')), 'idempotency-key': key });
+    expect(thief.status).toBe(202); // a place of their own, not the owner's
+    expect(thief.body.waiting_token).not.toBe(mine.body.waiting_token);
+    const anon = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'idem-scope' }, { 'idempotency-key': key });
+    expect(anon.status).toBe(202);
+    expect(anon.body.waiting_token).not.toBe(mine.body.waiting_token);
+  });
+
+  it('entering anonymous places binds them to the user: one user cannot be admitted twice in one event', async () => {
+    const a = (await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'anon2' })).body.waiting_token as string;
+    const b = (await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'anon2' })).body.waiting_token as string;
+    for (const t of [a, b]) await waitFor('ready', async () => (await call(gw.url, 'GET', `/api/v1/queue/status?token=${t}`)).body.ready_for_entry === true);
+    const jwt = await userJwt('collector');
+    expect((await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: a }, bearer(jwt))).status).toBe(200);
+    const second = await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: b }, bearer(jwt));
+    expectError(second, 409, 'DUPLICATE_REQUEST');
+    expect((second.body.error as { waiting_token: string }).waiting_token).toBe(a);
+    // someone else may take that second place
+    expect((await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: b }, bearer(await userJwt('other-user')))).status).toBe(200);
+  });
+
+  it('per-user rate limit: one user spread over many addresses is still held to the user limit', async () => {
+    const g = await startInProcessGateway(redis.address, { NODE_ENV: 'test', JWT_SECRET: SECRET, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, RATE_LIMIT_USER_RPS: '1', RATE_LIMIT_USER_BURST: '3', TRUST_PROXY: 'true', QUEUE_AUTO_CREATE_EVENTS: 'true' });
+    try {
+      const jwt = await userJwt('spreader');
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const r = await call(g.url, 'POST', '/api/v1/queue/enter', { waiting_token: 'u.AAAAAAAAAAAAAAAAAAAAAA' }, { ...bearer(jwt), 'x-forwarded-for': `9.9.9.${i}` });
+        statuses.push(r.status);
+        if (r.status === 429) {
+          expectError(r, 429, 'RATE_LIMITED');
+          expect(r.headers.get('retry-after')).toBeTruthy();
+        }
+      }
+      expect(statuses.slice(0, 3)).toEqual([404, 404, 404]);
+      expect(statuses.slice(3)).toEqual([429, 429, 429]);
+      expect(/ratelimit_dropped_total\{scope="user"\} 3/.test((await call(g.url, 'GET', '/metrics')).text)).toBe(true);
+    } finally {
+      await g.stop();
+    }
+  });
+
+  it('enter over the WebSocket needs a JWT too when auth is configured', async () => {
+    const t = (await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'ws-auth' })).body.waiting_token as string;
+    await waitFor('ready', async () => (await call(gw.url, 'GET', `/api/v1/queue/status?token=${t}`)).body.ready_for_entry === true);
+    const c = await connect(gw.url, t);
+    await c.next((m) => m.type === 'welcome');
+    c.send({ type: 'enter' });
+    expect(await c.next((m) => m.type === 'error')).toMatchObject({ code: 'UNAUTHORIZED' });
+    c.send({ type: 'enter', access_token: 'forged.jwt.token' });
+    expect(await c.next((m) => m.type === 'error' && m.code === 'UNAUTHORIZED', 5000, 2)).toBeTruthy();
+    c.send({ type: 'enter', access_token: await userJwt('wsuser') });
+    const adm = await c.next((m) => m.type === 'admitted');
+    const claims = JSON.parse(Buffer.from((adm.reservation_token as string).split('.')[1]!, 'base64url').toString()) as { sub: string };
+    expect(claims.sub).toBe('wsuser');
+    expect((await c.closed).code).toBe(4000);
   });
 
   it('JWKS: keys cached, refetched on an unknown kid at most once per cooldown', async () => {
@@ -415,6 +480,8 @@ describe('production mode', () => {
     JWT_SECRET: SECRET,
     ADMIN_TOKEN: 'a-long-admin-token-0123456789-0123456789',
     ADMISSION_SIGNING_JWK: '{}',
+    BACKEND_RESERVATION_API_GRPC_ADDRESS: 'reservation:8011',
+    BACKEND_PAYMENT_API_GRPC_ADDRESS: 'payment:8030',
   };
   it('refuses dev conveniences and weak settings, naming the variable', () => {
     expect(() => loadConfig(prod)).not.toThrow();
@@ -439,6 +506,7 @@ describe('production mode', () => {
     refuse({ ...prod, JWT_ALGORITHMS: 'none' }, 'JWT_ALGORITHMS');
     refuse({ ...prod, JWT_ALGORITHMS: 'HS256,RS256' }, 'JWT_ALGORITHMS');
     refuse({ ...prod, JWT_SECRET: undefined, JWT_JWKS_ENDPOINT: 'http://idp.example/jwks' }, 'JWT_JWKS_ENDPOINT');
+    refuse({ ...prod, BACKEND_PAYMENT_API_GRPC_ADDRESS: undefined }, 'BACKEND_PAYMENT_API_GRPC_ADDRESS');
   });
 
   it('the process itself exits at start-up with the reason', async () => {

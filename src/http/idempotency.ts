@@ -52,7 +52,7 @@ export class Idempotency {
         reply = await handler(req);
       } catch (err) {
         if (err instanceof AppError && err.status < 500) {
-          await this.finish(recordKey, owner, err.status, errorBody(err.code, err.message, req.requestId, err.details), err.headers ?? {});
+          await this.finish(recordKey, owner, err.status, errorBody(err.code, err.message, req.traceId, err.details), err.headers ?? {});
         } else {
           await this.release(recordKey, owner);
         }

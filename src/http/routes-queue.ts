@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { EVENT_ID_RE } from '../queue/keys.js';
 import { newWaitingToken, tokenEvent } from '../queue/token.js';
@@ -138,9 +139,12 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
       }
       const idem = req.headers['idempotency-key'] ?? '';
       if (idem && !IDEMPOTENCY_KEY_RE.test(idem)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
+      // The join script remembers the key per event; scope it by caller so
+      // someone who learns another user's key cannot be handed their place.
+      const scopedIdem = idem ? createHash('sha256').update(`${idem}\n${userId ? `u:${userId}` : `ip:${req.clientIp}`}`).digest('base64url') : '';
       if (q.autoCreateEvents) await d.registry.register(eventId);
       try {
-        const r = await d.store.join(eventId, newWaitingToken(eventId), userId, idem, {
+        const r = await d.store.join(eventId, newWaitingToken(eventId), userId, scopedIdem, {
           autoCreate: q.autoCreateEvents,
           rate: q.defaultRate,
           burst: q.defaultBurst,

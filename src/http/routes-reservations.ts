@@ -2,7 +2,7 @@ import { AppError } from '../errors.js';
 import { EVENT_ID_RE } from '../queue/keys.js';
 import type { AdmissionTokenIssuer, AdmissionTokenLedger } from '../auth/admission-token.js';
 import type { UserAuth } from '../auth/user-auth.js';
-import type { ReservationBackend, Reservation } from '../backends/reservations.js';
+import type { Reservations, Payments, Reservation, Scenario } from '../backends/reservations.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
 import type { TokenBuckets } from './rate-limit.js';
@@ -13,14 +13,16 @@ import { jsonBody, type HttpServer } from './server.js';
 // POST /api/v1/reservations: the first place a reservation_token is spent.
 // JWT (when authentication is configured) + Idempotency-Key required; the
 // token must verify, be for this event and this user, be unexpired, and is
-// accepted once (its jti is consumed; released again only if the backend
-// failed in a way that is not the caller's).
+// accepted once: its jti is consumed for the duration of the call (so two
+// concurrent uses cannot both pass) and stays consumed once a reservation
+// exists; when the backend creates nothing, it is released.
 
 export interface ReservationRouteDeps {
   admission: AdmissionTokenIssuer;
   ledger: AdmissionTokenLedger;
   auth: UserAuth;
-  backend: ReservationBackend;
+  reservations: Reservations;
+  payments: Payments;
   userLimiter: TokenBuckets;
   idempotency: Idempotency;
   metrics: Metrics;
@@ -28,7 +30,7 @@ export interface ReservationRouteDeps {
 }
 
 const SEAT_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
-const ID_RE = /^[A-Za-z0-9-]{1,64}$/;
+const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const reservationJson = (r: Reservation) => ({
   reservation_id: r.reservationId,
@@ -37,8 +39,11 @@ const reservationJson = (r: Reservation) => ({
   seat_ids: r.seatIds,
   quantity: r.quantity,
   user_id: r.userId,
-  hold_expires_at: r.holdExpiresAt.toISOString(),
+  hold_expires_at: r.holdExpiresAt,
+  ...(r.paymentIntentId ? { payment_intent_id: r.paymentIntentId } : {}),
+  ...(r.orderId ? { order_id: r.orderId } : {}),
 });
+const SCENARIOS: readonly Scenario[] = ['approve', 'fail', 'delay', 'random', 'timeout'];
 
 export function registerReservationRoutes(http: HttpServer, d: ReservationRouteDeps): void {
   http.route(
@@ -63,17 +68,14 @@ export function registerReservationRoutes(http: HttpServer, d: ReservationRouteD
         await d.ledger.consume(claims);
         let r: Reservation;
         try {
-          r = await d.backend.create({
-            eventId: b.event_id,
-            seatIds: seats,
-            quantity,
-            userId: claims.sub,
-            reservationToken: b.reservation_token,
-            idempotencyKey: req.headers['idempotency-key']!,
-          });
+          r = await d.reservations.create(
+            { eventId: b.event_id, seatIds: seats, quantity, userId: claims.sub, reservationToken: b.reservation_token, clientIp: req.clientIp },
+            { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] },
+          );
         } catch (err) {
-          // the caller did nothing wrong: let them retry with the same token
-          if (!(err instanceof AppError) || err.status >= 500) await d.ledger.release(claims);
+          // Nothing was reserved (a timeout, or a refusal such as a seat already
+          // taken): the token is not spent, so the user can retry or pick other seats.
+          await d.ledger.release(claims);
           throw err;
         }
         d.log.info({ event_id: r.eventId, reservation_id: r.reservationId, seats: seats.length }, 'reservation created');
@@ -84,14 +86,104 @@ export function registerReservationRoutes(http: HttpServer, d: ReservationRouteD
     { body: true },
   );
 
+  /** JWT subject for routes that act for a user: required when auth is configured; in open mode the caller names no one and gets 401. */
+  const who = async (authorization: string | undefined): Promise<string> => {
+    const id = await identify(d.auth, d.metrics, authorization, true);
+    limitUser(d.userLimiter, d.metrics, id!);
+    return id!.sub;
+  };
+  const param = (v: string | undefined, what: string): string => {
+    if (!v || !ID_RE.test(v)) throw new AppError('NOT_FOUND', `no such ${what}`);
+    return v;
+  };
+
   http.route('GET', '/api/v1/reservations/:id', async (req) => {
-    const id = await identify(d.auth, d.metrics, req.headers.authorization, true);
-    const rid = req.params[0] ?? '';
-    if (!ID_RE.test(rid)) throw new AppError('NOT_FOUND', 'no such reservation');
-    const r = await d.backend.get(rid, id!.sub);
-    if (!r) throw new AppError('NOT_FOUND', 'no such reservation');
+    const sub = await who(req.headers.authorization);
+    const r = await d.reservations.get(param(req.params[0], 'reservation'), sub, { requestId: req.requestId });
     return { status: 200, body: reservationJson(r) };
   });
+
+  http.route(
+    'POST',
+    '/api/v1/reservations/:id/confirm',
+    d.idempotency.wrap(
+      async (req) => {
+        const sub = await who(req.headers.authorization);
+        const b = req.body && req.body.length ? jsonBody(req) : {};
+        const pi = b.payment_intent_id ?? '';
+        if (typeof pi !== 'string' || (pi !== '' && !ID_RE.test(pi))) throw new AppError('INVALID_REQUEST', 'payment_intent_id must be an id');
+        const r = await d.reservations.confirm(param(req.params[0], 'reservation'), pi, sub, { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] });
+        d.log.info({ reservation_id: req.params[0], order_id: r.orderId }, 'reservation confirmed');
+        return { status: 200, body: { order_id: r.orderId, status: r.status, confirmed_at: r.confirmedAt } };
+      },
+      { required: true },
+    ),
+    { body: true },
+  );
+
+  http.route(
+    'POST',
+    '/api/v1/reservations/:id/cancel',
+    d.idempotency.wrap(
+      async (req) => {
+        const sub = await who(req.headers.authorization);
+        const r = await d.reservations.cancel(param(req.params[0], 'reservation'), sub, 'user', { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] });
+        return { status: 200, body: { status: r.status, cancelled_at: r.cancelledAt } };
+      },
+      { required: true },
+    ),
+    { body: true },
+  );
+
+  http.route(
+    'POST',
+    '/api/v1/payment/intent',
+    d.idempotency.wrap(
+      async (req) => {
+        const sub = await who(req.headers.authorization);
+        const b = jsonBody(req);
+        if (typeof b.reservation_id !== 'string' || !ID_RE.test(b.reservation_id)) throw new AppError('INVALID_REQUEST', 'reservation_id is required');
+        if (typeof b.amount !== 'number' || !Number.isSafeInteger(b.amount) || b.amount <= 0) throw new AppError('INVALID_AMOUNT', 'amount must be a positive integer (minor units)');
+        const currency = b.currency ?? 'KRW';
+        if (typeof currency !== 'string' || !/^[A-Z]{3}$/.test(currency)) throw new AppError('INVALID_REQUEST', 'currency must be an ISO 4217 code');
+        const scenario = b.scenario ?? 'approve';
+        if (typeof scenario !== 'string' || !SCENARIOS.includes(scenario as Scenario)) throw new AppError('INVALID_REQUEST', `scenario must be one of ${SCENARIOS.join(', ')}`);
+        const r = await d.payments.createIntent(
+          { reservationId: b.reservation_id, amount: b.amount, currency, userId: sub, scenario: scenario as Scenario },
+          { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] },
+        );
+        return { status: 200, body: { payment_intent_id: r.paymentIntentId, status: r.status, amount: b.amount, currency, reservation_id: b.reservation_id, client_secret: r.clientSecret, expires_at: r.expiresAt } };
+      },
+      { required: true },
+    ),
+    { body: true },
+  );
+
+  http.route('GET', '/api/v1/payment/:id/status', async (req) => {
+    const sub = await who(req.headers.authorization);
+    const p = await d.payments.status(param(req.params[0], 'payment'), sub, { requestId: req.requestId });
+    return { status: 200, body: { payment_intent_id: p.paymentIntentId, status: p.status, amount: p.amount, currency: p.currency, reservation_id: p.reservationId } };
+  });
+
+  http.route(
+    'POST',
+    '/api/v1/payment/process',
+    d.idempotency.wrap(
+      async (req) => {
+        await who(req.headers.authorization);
+        const b = jsonBody(req);
+        if (typeof b.payment_intent_id !== 'string' || !ID_RE.test(b.payment_intent_id)) throw new AppError('INVALID_REQUEST', 'payment_intent_id is required');
+        if (b.action !== 'approve' && b.action !== 'fail') throw new AppError('INVALID_REQUEST', 'action must be approve or fail');
+        const r = await d.payments.process(b.payment_intent_id, b.action, { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] });
+        return {
+          status: 200,
+          body: { payment_intent_id: b.payment_intent_id, payment_id: r.paymentId, status: r.status, transaction_id: r.transactionId, processed_at: r.processedAt, ...(r.failureReason ? { failure_reason: r.failureReason } : {}) },
+        };
+      },
+      { required: true },
+    ),
+    { body: true },
+  );
 }
 
 /** The subject of a token before verification; verify() then checks the signature over it. */

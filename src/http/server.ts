@@ -5,6 +5,17 @@ import { AppError, errorBody, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { rateLimitHeaders, type TokenBuckets } from './rate-limit.js';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, defaultTextMapGetter, isSpanContextValid, propagation, trace, type Span } from '@opentelemetry/api';
+
+const tracer = trace.getTracer('waiting-room-gateway');
+
+/** A server span continuing the caller's traceparent; its trace id names the request in errors and logs. */
+function serverSpan(method: string, route: string, traceparent: string | undefined, requestId: string): { span: Span; ctx: ReturnType<typeof trace.setSpan>; traceId: string } {
+  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }, defaultTextMapGetter) : ROOT_CONTEXT;
+  const span = tracer.startSpan(`${method} ${route}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': route, 'request.id': requestId } }, parent);
+  const sc = span.spanContext();
+  return { span, ctx: trace.setSpan(parent, span), traceId: isSpanContextValid(sc) ? sc.traceId : requestId };
+}
 
 // A small router over uWebSockets.js. Rules it keeps for every route:
 // everything is read from the request synchronously before any await,
@@ -25,6 +36,8 @@ export interface HttpRequest {
   /** the socket address, or the first X-Forwarded-For hop when TRUST_PROXY is on */
   readonly clientIp: string;
   readonly requestId: string;
+  /** the W3C trace id of this request (continues an incoming traceparent) */
+  readonly traceId: string;
   readonly body: Buffer | undefined;
   query(name: string): string | undefined;
 }
@@ -128,7 +141,9 @@ export class HttpServer {
       const methods = [...new Set(this.routes.filter((r) => r.matcher.test(path)).map((r) => r.method))];
       const cors = this.corsHeaders(origin);
       if (!methods.length) {
-        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, requestId), 'application/json', undefined, requestId);
+        const { span, traceId } = serverSpan('OPTIONS', 'unmatched', req.getHeader('traceparent') || undefined, requestId);
+        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, traceId), 'application/json', { 'X-Trace-ID': traceId }, requestId);
+        span.end();
         return;
       }
       const headers: Record<string, string> = { Allow: [...methods, 'OPTIONS'].join(', ') };
@@ -144,12 +159,15 @@ export class HttpServer {
     this.app.any('/*', (res, req) => {
       const path = req.getUrl();
       const requestId = this.requestId(req.getHeader('x-request-id'));
+      const { span, traceId } = serverSpan(req.getCaseSensitiveMethod(), 'unmatched', req.getHeader('traceparent') || undefined, requestId);
       const allowed = this.routes.filter((r) => r.matcher.test(path)).map((r) => r.method);
       const status = allowed.length ? 405 : 404;
       const code: ErrorCode = allowed.length ? 'METHOD_NOT_ALLOWED' : 'NOT_FOUND';
       const headers: Record<string, string> = allowed.length ? { Allow: [...new Set(allowed)].join(', ') } : {};
-      const body = errorBody(code, allowed.length ? `method not allowed; use ${headers.Allow}` : `no route for ${path}`, requestId);
-      this.write(res, { aborted: false }, status, body, 'application/json', headers, requestId);
+      const body = errorBody(code, allowed.length ? `method not allowed; use ${headers.Allow}` : `no route for ${path}`, traceId);
+      this.write(res, { aborted: false }, status, body, 'application/json', { ...headers, 'X-Trace-ID': traceId }, requestId);
+      span.setAttribute('http.response.status_code', status);
+      span.end();
       this.opts.metrics.httpRequests.inc({ method: req.getCaseSensitiveMethod(), route: 'unmatched', status_code: status });
     });
   }
@@ -191,14 +209,26 @@ export class HttpServer {
     return { 'Access-Control-Allow-Origin': origin, 'Access-Control-Expose-Headers': CORS_EXPOSE, Vary: 'Origin' };
   }
 
+  private settle(): void {
+    if (--this.inFlight === 0 && this.idleWaiters.length) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
   private requestId(incoming: string): string {
     return incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
   }
 
   private handle(res: UWS.HttpResponse, req: UWS.HttpRequest, method: Method, route: string, paramCount: number, handler: Handler, ro: RouteOptions): void {
     const state = { aborted: false };
+    let settled = false;
     res.onAborted(() => {
       state.aborted = true;
+      // the client went away before an answer: this request no longer holds up a drain
+      if (!settled) {
+        settled = true;
+        this.settle();
+      }
     });
     const started = process.hrtime.bigint();
     const headers: Record<string, string> = {};
@@ -222,6 +252,7 @@ export class HttpServer {
       remote = '';
     }
     const clientIp = clientAddress(remote, headers['x-forwarded-for'], this.opts.trustProxy ?? false);
+    const { span, ctx, traceId } = serverSpan(method, route, headers.traceparent, requestId);
     const cors = this.corsHeaders(headers.origin);
     let parsedQuery: URLSearchParams | undefined;
     const request = (body: Buffer | undefined): HttpRequest => ({
@@ -234,6 +265,7 @@ export class HttpServer {
       remoteAddress: remote,
       clientIp,
       requestId,
+      traceId,
       body,
       query(name: string) {
         parsedQuery ??= new URLSearchParams(rawQuery);
@@ -244,29 +276,40 @@ export class HttpServer {
     this.inFlight++;
     let limitHeaders: Record<string, string> | undefined;
     const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
-      const all = limitHeaders || cors ? { ...limitHeaders, ...cors, ...extra } : extra;
+      const all = { ...limitHeaders, ...cors, ...extra, 'X-Trace-ID': traceId };
       this.write(res, state, status, body, contentType, all, requestId);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const labels = { method, route, status_code: status };
       this.opts.metrics.httpRequests.inc(labels);
       this.opts.metrics.httpDuration.observe(labels, seconds);
-      if (--this.inFlight === 0 && this.idleWaiters.length) {
-        for (const w of this.idleWaiters.splice(0)) w();
+      span.setAttribute('http.response.status_code', status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+      if (this.opts.log.isLevelEnabled('debug')) {
+        this.opts.log.debug({ request_id: requestId, trace_id: traceId, method, route, status, ms: Math.round(seconds * 10000) / 10, client: clientIp }, 'request');
+      }
+      if (!settled) {
+        settled = true;
+        this.settle();
       }
     };
     const fail = (err: unknown): void => {
       if (err instanceof AppError) {
-        if (err.status >= 500) this.opts.log.warn({ request_id: requestId, route, code: err.code }, err.message);
-        done(err.status, errorBody(err.code, err.message, requestId, err.details), 'application/json', err.headers);
+        // one line per error: 5xx are the operator's problem (warn), 4xx the caller's (debug: floods must not flood the logs)
+        const line = { request_id: requestId, trace_id: traceId, route, status: err.status, code: err.code };
+        if (err.status >= 500) this.opts.log.warn(line, err.message);
+        else this.opts.log.debug(line, err.message);
+        done(err.status, errorBody(err.code, err.message, traceId, err.details), 'application/json', err.headers);
       } else {
-        this.opts.log.error({ request_id: requestId, route, err }, 'unhandled error');
-        done(500, errorBody('INTERNAL', 'internal error', requestId), 'application/json');
+        this.opts.log.error({ request_id: requestId, trace_id: traceId, route, err }, 'unhandled error');
+        span.recordException(err as Error);
+        done(500, errorBody('INTERNAL', 'internal error', traceId), 'application/json');
       }
     };
     const run = (body: Buffer | undefined): void => {
       let out: Promise<HttpReply> | HttpReply;
       try {
-        out = handler(request(body));
+        out = context.with(ctx, () => handler(request(body)));
       } catch (err) {
         fail(err);
         return;

@@ -27,6 +27,7 @@ const luaStatus: Partial<Record<ScriptKey, Record<number, [ErrorCode, string]>>>
     4: ['ALREADY_ADMITTED', 'this waiting token was already admitted'],
     5: ['TOKEN_EXPIRED', 'this place in line has expired'],
     7: ['FORBIDDEN', 'this place in line belongs to another user'],
+    8: ['DUPLICATE_REQUEST', 'this user already holds another place in this event'],
   },
   leave: {
     2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
@@ -254,6 +255,7 @@ export class QueueStore {
     if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]), boundUser: String(r[4] ?? '') };
     if (code === 3) throw refuse('enter', 3, { position: num(r[1]) });
     if (code === 5) throw refuse('enter', 5, { reason: String(r[2] ?? '') });
+    if (code === 8) throw refuse('enter', 8, { waiting_token: String(r[1]) });
     throw refuse('enter', code);
   }
 
@@ -300,7 +302,7 @@ export class QueueStore {
   async tick(
     eventId: string,
     instanceId: string,
-    o: { leaseMs: number; maxPromote: number; maxSweep: number; maxExits: number },
+    o: { leaseMs: number; maxPromote: number; maxSweep: number; maxExits: number; gapMs?: number; quietMs?: number },
   ): Promise<TickResult | 'not-holder' | 'no-config'> {
     const k = this.keys(eventId);
     const r = (await this.run('tick', [k.cfg, k.bucket, k.q, k.ready, k.live, k.stats, k.hist, k.exits, k.fin, k.eta, k.lease], k.base, [
@@ -309,6 +311,8 @@ export class QueueStore {
       o.maxPromote,
       o.maxSweep,
       o.maxExits,
+      o.gapMs ?? 10_000,
+      o.quietMs ?? 60_000,
     ])) as unknown[];
     const code = num(r[0]);
     if (code === -1) return 'not-holder';

@@ -16,6 +16,8 @@ export interface TickerOptions {
   maxPromote: number;
   maxSweep: number;
   retentionMs: number;
+  /** liveness is not swept for this long after a tick gap (outage): the longest liveness window */
+  quietMs: number;
 }
 
 interface Held {
@@ -97,6 +99,8 @@ export class Ticker {
         maxPromote: this.opts.maxPromote,
         maxSweep: this.opts.maxSweep,
         maxExits: 50_000,
+        gapMs: Math.max(5000, this.opts.leaseMs * 2),
+        quietMs: this.opts.quietMs,
       });
     } catch (err) {
       this.metrics.ticks.inc({ result: 'error' });

@@ -144,7 +144,9 @@ export class EventRoom {
   }
 
   estimateFor(u: LocalUser): Estimate {
-    return estimate(u.rank, this.readyCount, u.state === 'waiting', this.eta, this.o.tickMs, this.o.pollTimeoutMs);
+    const e = estimate(u.rank, this.readyCount, u.state === 'waiting', this.eta, this.o.tickMs, this.o.pollTimeoutMs);
+    this.noteFirstEta(u, e);
+    return e;
   }
 
   redisNow(): number {
@@ -178,7 +180,6 @@ export class EventRoom {
   pushPosition(u: LocalUser, force: boolean): void {
     if (u.sockets.length === 0) return;
     const e = this.estimateFor(u);
-    this.noteFirstEta(u, e);
     if (!force) {
       const posChanged = e.position !== u.pushedPos;
       const etaChanged = Math.abs(e.etaSec - u.pushedEta) > Math.max(2, u.pushedEta * 0.1);

@@ -1,5 +1,14 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { scripts, type ScriptKey } from '../generated/lua.js';
+
+const tracer = trace.getTracer('waiting-room-gateway');
+let observer: ((script: string, seconds: number) => void) | undefined;
+
+/** Called with every script round trip (the gateway records redis_command_duration_seconds). */
+export function observeRedis(fn: (script: string, seconds: number) => void): void {
+  observer = fn;
+}
 
 export type RedisClient = Redis;
 
@@ -48,9 +57,23 @@ export function connectRedis(opts: RedisConnectOptions): Redis {
   return client;
 }
 
-/** Calls a defined script by its key; the typed wrappers in queue/store.ts are the only callers. */
+/** Calls a defined script by its key (a client span and a latency sample per call). */
 export function callScript(client: Redis, key: ScriptKey, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
   const fn = (client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[scripts[key].name];
   if (!fn) throw new Error(`script ${key} is not defined on this client`);
-  return fn.call(client, ...keys, ...args);
+  const started = performance.now();
+  const span = tracer.startSpan(`redis ${key}`, { kind: SpanKind.CLIENT, attributes: { 'db.system': 'redis', 'db.operation.name': 'EVALSHA', 'db.query.summary': key } });
+  return fn.call(client, ...keys, ...args).then(
+    (v) => {
+      span.end();
+      observer?.(key, (performance.now() - started) / 1000);
+      return v;
+    },
+    (err: unknown) => {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      span.end();
+      observer?.(key, (performance.now() - started) / 1000);
+      throw err;
+    },
+  );
 }

@@ -239,7 +239,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const a of algorithms) {
     if (!allowed.includes(a)) fail('JWT_ALGORITHMS', `${a} is not allowed ${mode === 'secret' ? 'with a shared secret' : 'with JWKS'} (allowed: ${allowed.join(', ')})`);
   }
-  const devTokens = e.DEV_TOKENS_ENABLED ?? false;
+  // the embedded quick start mints dev tokens so the local page can walk the whole path
+  const devTokens = e.DEV_TOKENS_ENABLED ?? (embedded && !production);
   if (devTokens && mode === 'jwks') fail('DEV_TOKENS_ENABLED', 'dev tokens are minted with a shared secret; not available with JWT_JWKS_ENDPOINT');
   const origins = (e.CORS_ALLOW_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
   if (origins.includes('*') && origins.length > 1) fail('CORS_ALLOW_ORIGINS', '"*" cannot be combined with explicit origins');

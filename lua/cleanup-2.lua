@@ -11,19 +11,14 @@
   Returns the number of records removed.
 ]]
 --- @include "includes/now"
+--- @include "includes/unbind-user"
 
 local base = ARGV[1]
 local cutoff = nowMs(ARGV[2]) - tonumber(ARGV[3])
 local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. cutoff, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, tok in ipairs(old) do
   local ukey = base .. 'u:' .. tok
-  local uid = redis.call('HGET', ukey, 'u')
-  if uid and uid ~= '' then
-    local k = base .. 'uid:' .. uid
-    if redis.call('GET', k) == tok then
-      redis.call('DEL', k)
-    end
-  end
+  unbindUser(base, tok, ukey)
   redis.call('DEL', ukey)
   redis.call('ZREM', KEYS[1], tok)
 end

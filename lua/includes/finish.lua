@@ -1,3 +1,5 @@
+--- @include "includes/unbind-user"
+
 -- Takes a user out of the line for good (entered, left, expired). Every exit
 -- from `q` goes through here so that the exit log, the finished index and the
 -- counters can never disagree with the line itself.
@@ -19,13 +21,7 @@ local function finishUser(K, base, tok, newState, reason, now, wasWaiting)
   if newState ~= 'a' then
     -- An admitted user keeps the user_id binding until cleanup so the same
     -- user cannot take a second place; anyone else may join again.
-    local uid = redis.call('HGET', ukey, 'u')
-    if uid and uid ~= '' then
-      local k = base .. 'uid:' .. uid
-      if redis.call('GET', k) == tok then
-        redis.call('DEL', k)
-      end
-    end
+    unbindUser(base, tok, ukey)
   end
   if wasWaiting then
     redis.call('HINCRBY', K.hist, 'a:' .. math.floor(now / 10000), 1)

@@ -62,38 +62,16 @@ function requireToken(req: HttpRequest): string {
   return token;
 }
 
-export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): Record<string, unknown> {
-  const waitingSec = Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000));
-  const base = { event_id: s.eventId, event_state: s.eventState, status: s.state, waiting_time: waitingSec };
-  if (s.state === 'waiting' || s.state === 'ready') {
-    const e = estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs);
-    const ready = s.state === 'ready';
-    return {
-      ...base,
-      position: e.position,
-      people_ahead: e.peopleAhead,
-      eta_sec: e.etaSec,
-      eta_low: e.etaLowSec,
-      eta_high: e.etaHighSec,
-      confidence: e.confidence,
-      ready_for_entry: ready,
-      ...(ready ? { ready_deadline: new Date(s.readyDeadlineMs).toISOString(), ready_expires_in_sec: Math.max(0, Math.floor((s.readyDeadlineMs - s.nowMs) / 1000)) } : {}),
-      poll_after_ms: e.pollAfterMs,
-    };
-  }
-  // admitted: the user is through; position and ETA are final.
-  return { ...base, position: 0, people_ahead: 0, eta_sec: 0, eta_low: 0, eta_high: 0, confidence: 1, ready_for_entry: false, poll_after_ms: 0 };
-}
-
-/** The same body as statusBody, from this instance's memory (exact as of the last tick message). */
-function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): Record<string, unknown> {
-  const now = room.redisNow();
-  const ready = u.state === 'ready';
+/** The status body of a user in line (waiting or ready), from Redis or from this instance's memory. */
+function placeBody(
+  base: { event_id: string; event_state: string; status: string; waiting_time: number },
+  e: Estimate,
+  readyDeadlineMs: number,
+  nowMs: number,
+): Record<string, unknown> {
+  const ready = base.status === 'ready';
   return {
-    event_id: room.eventId,
-    event_state: room.eventState,
-    status: u.state,
-    waiting_time: Math.max(0, Math.floor((now - u.joinedMs) / 1000)),
+    ...base,
     position: e.position,
     people_ahead: e.peopleAhead,
     eta_sec: e.etaSec,
@@ -101,9 +79,25 @@ function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): Record<string, 
     eta_high: e.etaHighSec,
     confidence: e.confidence,
     ready_for_entry: ready,
-    ...(ready ? { ready_deadline: new Date(u.readyDeadlineMs).toISOString(), ready_expires_in_sec: Math.max(0, Math.floor((u.readyDeadlineMs - now) / 1000)) } : {}),
+    ...(ready ? { ready_deadline: new Date(readyDeadlineMs).toISOString(), ready_expires_in_sec: Math.max(0, Math.floor((readyDeadlineMs - nowMs) / 1000)) } : {}),
     poll_after_ms: e.pollAfterMs,
   };
+}
+
+export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): Record<string, unknown> {
+  const base = { event_id: s.eventId, event_state: s.eventState, status: s.state, waiting_time: Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000)) };
+  if (s.state === 'waiting' || s.state === 'ready') {
+    return placeBody(base, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs);
+  }
+  // admitted: the user is through; position and ETA are final.
+  return { ...base, position: 0, people_ahead: 0, eta_sec: 0, eta_low: 0, eta_high: 0, confidence: 1, ready_for_entry: false, poll_after_ms: 0 };
+}
+
+/** The same body, from this instance's memory (exact as of the last tick message). */
+function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): Record<string, unknown> {
+  const now = room.redisNow();
+  const base = { event_id: room.eventId, event_state: room.eventState, status: u.state, waiting_time: Math.max(0, Math.floor((now - u.joinedMs) / 1000)) };
+  return placeBody(base, e, u.readyDeadlineMs, now);
 }
 
 export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {

@@ -51,4 +51,16 @@ if (!process.env.REDIS_ADDRESS || forTest) {
   }
 }
 
+// the browser tests need Debian's Chromium (playwright-core drives it; no browser download)
+if (forTest && !has('chromium') && !process.env.CHROMIUM_PATH) {
+  const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (root_ && has('apt-get')) {
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', 'chromium']);
+  } else {
+    say('chromium is required by the browser tests. Install it: sudo apt-get install -y chromium (or set CHROMIUM_PATH)');
+    process.exit(1);
+  }
+}
+
 run('npm', ['run', '--silent', 'build']);

@@ -94,6 +94,8 @@ const schema = z.object({
   WS_MAX_BACKPRESSURE_BYTES: int(4096, 64 * 1024 * 1024).default(256 * 1024),
   REALTIME_NEAR_FRONT: int(1, 1_000_000).default(100),
   HTTP_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(16 * 1024),
+  /** where the page sends an admitted user, with ?reservation_token= (empty: the page shows the token's expiry) */
+  PAGE_TARGET_URL: z.string().url().optional(),
 });
 
 export type RawEnv = z.infer<typeof schema>;
@@ -129,6 +131,7 @@ export interface Config {
     readonly idempotencyTtlSec: number;
   };
   readonly admissionTokenTtlSec: number;
+  readonly pageTargetUrl: string;
   readonly admission: {
     readonly signingJwk: string | undefined;
     readonly previousJwks: string | undefined;
@@ -276,6 +279,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       idempotencyTtlSec: e.QUEUE_IDEMPOTENCY_TTL_SEC,
     },
     admissionTokenTtlSec: e.ADMISSION_TOKEN_TTL_SEC,
+    pageTargetUrl: e.PAGE_TARGET_URL ?? '',
     admission: { signingJwk: e.ADMISSION_SIGNING_JWK, previousJwks: e.ADMISSION_PREVIOUS_JWKS, issuer: e.ADMISSION_ISSUER },
     auth: {
       mode,

@@ -20,6 +20,9 @@ import { AdmissionTokenLedger } from './auth/admission-token.js';
 import { TokenBuckets } from './http/rate-limit.js';
 import { Idempotency } from './http/idempotency.js';
 import { registerAuthRoutes } from './http/routes-auth.js';
+import { registerStaticRoutes } from './http/static.js';
+import { registerAdminFeed } from './http/admin-feed.js';
+import { registerDocsRoutes } from './http/routes-docs.js';
 import { registerReservationRoutes } from './http/routes-reservations.js';
 import { Reservations, Payments } from './backends/reservations.js';
 import { GrpcBackend, channelCredentials } from './backends/grpc-backend.js';
@@ -39,6 +42,8 @@ export interface Gateway {
   readonly redis: RedisClient;
   readonly realtime: Realtime;
   readonly sockets: Sockets;
+  /** every registered (method, pattern), for the OpenAPI sync test */
+  routes(): { method: string; pattern: string }[];
   /** readiness 503, stop accepting, finish in-flight requests, release ticker leases, disconnect */
   stop(): Promise<void>;
 }
@@ -173,6 +178,9 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime, auth, userLimiter, idempotency });
   registerReservationRoutes(http, { admission, ledger, auth, reservations, payments, userLimiter, idempotency, metrics, log });
   registerAuthRoutes(http, admission, auth, log);
+  registerStaticRoutes(http);
+  http.route('GET', '/page-config.json', () => ({ status: 200, body: { target_url: config.pageTargetUrl, dev_tokens: auth.devTokens } }), { rateLimit: false });
+  const adminFeed = registerAdminFeed(http.app, config.adminToken, store, registry, realtime, log, metrics);
   registerWsRoute(
     http.app,
     {
@@ -191,6 +199,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     wsOptions,
   );
   registerAdminRoutes(http, { store, registry, config, log });
+  registerDocsRoutes(http);
   http.finish();
   const port = await http.listen(config.server.host, config.server.port);
   ticker.start();
@@ -203,6 +212,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       draining = true;
       log.info('draining: readiness 503, sockets told to reconnect elsewhere, finishing requests in flight');
       const closed = sockets.closeAll(Close.DRAINING, 'draining: reconnect');
+      adminFeed.stop();
       const httpClosed = http.close();
       // closing sockets set each user's liveness to now + grace: write that before going
       await realtime.stop();
@@ -217,5 +227,5 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       log.info('gateway stopped');
     })());
 
-  return { port, config, store, ticker, metrics, redis, realtime, sockets, stop };
+  return { port, config, store, ticker, metrics, redis, realtime, sockets, routes: () => http.listRoutes(), stop };
 }

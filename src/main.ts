@@ -53,6 +53,11 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  // an exception nobody caught leaves unknown state: log it with everything we know, drain, exit non-zero
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception: shutting down');
+    void gateway.stop().finally(() => process.exit(1));
+  });
 }
 
 main().catch((err: unknown) => {

@@ -107,6 +107,17 @@ export function registerAdminRoutes(http: HttpServer, d: AdminRouteDeps): void {
     { body: true },
   );
 
+  http.route('GET', '/api/v1/admin/events', async (req) => {
+    authorize(req, expected);
+    const ids = (await d.registry.list()).sort().slice(0, 1000);
+    const events = [];
+    for (const id of ids) {
+      const s = await d.store.stats(id);
+      if (s) events.push({ event_id: id, state: s.config.state, rate: s.config.rate, burst: s.config.burst, in_line: s.inLine, waiting: s.waiting, ready: s.ready });
+    }
+    return { status: 200, body: { events } };
+  });
+
   http.route('GET', '/api/v1/admin/events/:id', async (req) => {
     authorize(req, expected);
     const id = eventIdParam(req);

@@ -60,7 +60,7 @@ export interface RouteOptions {
 }
 
 /** Headers handlers may read; only these are copied off the uWS request. */
-const HEADERS = ['x-request-id', 'authorization', 'idempotency-key', 'content-type', 'content-length', 'traceparent', 'x-forwarded-for', 'origin'];
+const HEADERS = ['x-request-id', 'authorization', 'idempotency-key', 'content-type', 'content-length', 'traceparent', 'x-forwarded-for', 'origin', 'if-none-match'];
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Per header the gateway reads; uWebSockets.js itself resets connections whose whole header block overflows its buffer. */
@@ -128,13 +128,31 @@ export class HttpServer {
     const paramCount = (pattern.match(/:[a-z_]+/g) ?? []).length;
     this.routes.push({ method, pattern, matcher: new RegExp(`^${pattern.replace(/:[a-z_]+/g, '[^/]+')}/?$`) });
     const register = { GET: 'get', POST: 'post', PUT: 'put', DELETE: 'del' } as const;
-    this.app[register[method]](pattern, (res, req) => this.handle(res, req, method, pattern, paramCount, handler, ro));
+    this.app[register[method]](pattern, (res, req) => {
+      try {
+        this.handle(res, req, method, pattern, paramCount, handler, ro);
+      } catch (err) {
+        // a bug must cost one request (500), never the process or a hung client
+        this.opts.log.error({ err, route: pattern }, 'request handler threw synchronously');
+        try {
+          res.cork(() => res.writeStatus('500 Internal Server Error').writeHeader('Content-Type', 'application/json').end(errorBody('INTERNAL', 'internal error', '')));
+        } catch {
+          // the response was already answered or aborted
+        }
+      }
+    });
+  }
+
+  /** Copies of the registered (method, pattern) pairs, in registration order. */
+  listRoutes(): { method: string; pattern: string }[] {
+    return this.routes.map((r) => ({ method: r.method, pattern: r.pattern }));
   }
 
   /** Unknown paths get 404, known paths with another method 405 (with Allow); both with the contract body. */
   finish(): void {
     // CORS preflight for every known route
     this.app.options('/*', (res, req) => {
+      res.onAborted(() => undefined);
       const path = req.getUrl();
       const origin = req.getHeader('origin');
       const requestId = this.requestId(req.getHeader('x-request-id'));
@@ -157,6 +175,7 @@ export class HttpServer {
       this.write(res, { aborted: false }, 204, '', 'text/plain', headers, requestId);
     });
     this.app.any('/*', (res, req) => {
+      res.onAborted(() => undefined);
       const path = req.getUrl();
       const requestId = this.requestId(req.getHeader('x-request-id'));
       const { span, traceId } = serverSpan(req.getCaseSensitiveMethod(), 'unmatched', req.getHeader('traceparent') || undefined, requestId);
@@ -165,7 +184,7 @@ export class HttpServer {
       const code: ErrorCode = allowed.length ? 'METHOD_NOT_ALLOWED' : 'NOT_FOUND';
       const headers: Record<string, string> = allowed.length ? { Allow: [...new Set(allowed)].join(', ') } : {};
       const body = errorBody(code, allowed.length ? `method not allowed; use ${headers.Allow}` : `no route for ${path}`, traceId);
-      this.write(res, { aborted: false }, status, body, 'application/json', { ...headers, 'X-Trace-ID': traceId }, requestId);
+      this.write(res, { aborted: false }, status, body, 'application/json', { ...headers, 'X-Trace-ID': traceId }, requestId, req.getCaseSensitiveMethod() === 'HEAD');
       span.setAttribute('http.response.status_code', status);
       span.end();
       this.opts.metrics.httpRequests.inc({ method: req.getCaseSensitiveMethod(), route: 'unmatched', status_code: status });
@@ -222,6 +241,8 @@ export class HttpServer {
   private handle(res: UWS.HttpResponse, req: UWS.HttpRequest, method: Method, route: string, paramCount: number, handler: Handler, ro: RouteOptions): void {
     const state = { aborted: false };
     let settled = false;
+    // counted before anything can fail, settled exactly once (answer or abort)
+    this.inFlight++;
     res.onAborted(() => {
       state.aborted = true;
       // the client went away before an answer: this request no longer holds up a drain
@@ -241,7 +262,17 @@ export class HttpServer {
       }
     }
     const params: string[] = [];
-    for (let i = 0; i < paramCount; i++) params.push(decodeURIComponent(req.getParameter(i) ?? ''));
+    let badParam = false;
+    for (let i = 0; i < paramCount; i++) {
+      const raw = req.getParameter(i) ?? '';
+      try {
+        params.push(decodeURIComponent(raw));
+      } catch {
+        // a malformed percent-escape must be a 400, never an exception inside a uWS callback
+        badParam = true;
+        params.push(raw);
+      }
+    }
     const rawQuery = req.getQuery() ?? '';
     const path = req.getUrl();
     const requestId = this.requestId(headers['x-request-id'] ?? '');
@@ -273,7 +304,6 @@ export class HttpServer {
       },
     });
 
-    this.inFlight++;
     let limitHeaders: Record<string, string> | undefined;
     const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
       const all = { ...limitHeaders, ...cors, ...extra, 'X-Trace-ID': traceId };
@@ -325,6 +355,10 @@ export class HttpServer {
       fail(new AppError('HEADER_TOO_LARGE', `header ${oversized} is larger than ${MAX_HEADER_CHARS} bytes`));
       return;
     }
+    if (badParam) {
+      fail(new AppError('INVALID_REQUEST', 'malformed percent-encoding in the path'));
+      return;
+    }
     if (this.opts.limiter && ro.rateLimit !== false) {
       const v = this.opts.limiter.take(clientIp);
       limitHeaders = rateLimitHeaders(v);
@@ -369,6 +403,8 @@ export class HttpServer {
     contentType: string,
     extra: Readonly<Record<string, string>> | undefined,
     requestId: string,
+    /** HEAD (and 204/304): headers only, never a body (a body would mis-frame the next response on the connection) */
+    noBody = false,
   ): void {
     if (state.aborted) return;
     state.aborted = true; // a response is written once
@@ -377,9 +413,13 @@ export class HttpServer {
       res.writeHeader('Content-Type', contentType);
       res.writeHeader('X-Request-ID', requestId);
       res.writeHeader('Cache-Control', 'no-store');
-      for (const [k, v] of SECURITY_HEADERS) res.writeHeader(k, v);
+      // a route may set its own policy (the page needs scripts and sockets; JSON needs nothing)
+      for (const [k, v] of SECURITY_HEADERS) if (!extra || !(k in extra)) res.writeHeader(k, v);
       if (extra) for (const k in extra) res.writeHeader(k, extra[k]!);
-      res.end(body);
+      // endWithoutBody does not finish the response in this uWS build (it stays open and
+      // the connection stalls): an empty body frames correctly for HEAD, 204 and 304
+      if (noBody || status === 204 || status === 304) res.end();
+      else res.end(body);
     });
   }
 }

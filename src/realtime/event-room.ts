@@ -75,6 +75,8 @@ export class EventRoom {
   clockOffsetMs = 0;
   lastTickAt = 0;
   emptySince = Date.now();
+  /** |ETA first shown - actual wait| of recent promotions of users attached here (seconds), for the operator page */
+  readonly accuracy: number[] = [];
   /** set when a gap in exit sequence numbers shows a lost message */
   onResyncNeeded: (() => void) | undefined;
 
@@ -235,6 +237,8 @@ export class EventRoom {
         const actual = (m.t - u.joinedMs) / 1000;
         const predicted = u.firstEta + (u.firstEtaAt - u.joinedMs) / 1000;
         this.o.metrics.etaAccuracy.observe({ event_id: this.o.eventId }, Math.abs(actual - predicted));
+        this.accuracy.push(Math.abs(actual - predicted));
+        if (this.accuracy.length > 500) this.accuracy.splice(0, 250);
       }
       const msg = this.readyMessage(u);
       for (const id of u.sockets) this.o.sink.send(id, msg, true);

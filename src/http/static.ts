@@ -35,10 +35,10 @@ interface Asset {
 function projectRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'web'))) return dir;
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'lua'))) return dir;
     dir = dirname(dir);
   }
-  throw new Error('web/ not found next to the gateway');
+  throw new Error('the project folder (package.json, lua/) was not found above the gateway');
 }
 
 function load(dir: string, prefix: string, into: Map<string, Asset>): void {

@@ -1,0 +1,1174 @@
+// Browser client of the waiting room (protocol v1, docs/PROTOCOL.md).
+//
+// A dependency-free ES module, compiled by the project's tsc and served at
+// /client/waiting-room.js. It must not import anything: the browser loads this
+// one file. It keeps one place in line per browser and event, shared by every
+// tab, and keeps it alive: a WebSocket while one can be held, HTTP polling
+// when not, reconnecting within the server's reconnect grace.
+//
+//   const room = new WaitingRoomClient({ eventId: 'concert' });
+//   room.addEventListener('position', (e) => render(e.detail));
+//   room.addEventListener('ready', () => enterButton.focus());
+//   await room.start();
+//   …  const { reservationToken } = await room.enter();
+
+// ---------------------------------------------------------------------------
+// Wire types (the gateway's JSON, see docs/PROTOCOL.md and the README's API table)
+
+export const SUBPROTOCOL_JSON = 'waiting-room.v1.json';
+
+export type EventState = 'open' | 'paused' | 'closed';
+
+/** The complete place-in-line snapshot carried by `welcome`, `position` and a status poll. */
+export interface PositionSnapshot {
+  status: 'waiting' | 'ready';
+  position: number;
+  people_ahead: number;
+  eta_sec: number;
+  eta_low: number;
+  eta_high: number;
+  confidence: number;
+  event_state: EventState;
+}
+
+export interface WelcomeMessage extends PositionSnapshot {
+  type: 'welcome';
+  v: number;
+  event_id: string;
+  ready_deadline?: string;
+}
+export interface PositionMessage extends PositionSnapshot {
+  type: 'position';
+}
+export interface ReadyMessage {
+  type: 'ready';
+  position: number;
+  ready_deadline: string;
+  expires_in_sec: number;
+}
+export interface AdmittedMessage {
+  type: 'admitted';
+  reservation_token?: string;
+  ttl_sec?: number;
+}
+export interface ExpiredMessage {
+  type: 'expired';
+  reason: string;
+}
+export interface LeftMessage {
+  type: 'left';
+}
+export interface PausedMessage {
+  type: 'paused';
+  event_state: EventState;
+}
+export interface ResumedMessage {
+  type: 'resumed';
+  event_state: EventState;
+}
+export interface PongMessage {
+  type: 'pong';
+}
+export interface ServerErrorMessage {
+  type: 'error';
+  code: string;
+  message: string;
+  position?: number;
+}
+
+export type ServerMessage =
+  | WelcomeMessage
+  | PositionMessage
+  | ReadyMessage
+  | AdmittedMessage
+  | ExpiredMessage
+  | LeftMessage
+  | PausedMessage
+  | ResumedMessage
+  | PongMessage
+  | ServerErrorMessage;
+
+export type ClientMessage = { type: 'enter'; access_token?: string } | { type: 'leave' } | { type: 'ping' };
+
+/** 202 of POST /api/v1/queue/join */
+export interface JoinResponse {
+  waiting_token: string;
+  position_hint: number;
+  status: 'waiting';
+}
+
+/** 200 of GET /api/v1/queue/status */
+export interface StatusResponse extends Omit<PositionSnapshot, 'status'> {
+  status: 'waiting' | 'ready' | 'admitted';
+  event_id: string;
+  waiting_time: number;
+  ready_for_entry: boolean;
+  ready_deadline?: string;
+  ready_expires_in_sec?: number;
+  poll_after_ms: number;
+}
+
+/** 200 of POST /api/v1/queue/enter */
+export interface EnterResponse {
+  admission: 'granted';
+  reservation_token: string;
+  ttl_sec: number;
+}
+
+/** Every error body of the HTTP API; some codes add fields (waiting_token, reason, …). */
+export interface ApiErrorBody {
+  error: { code: string; message: string; trace_id: string; [extra: string]: unknown };
+}
+
+// ---------------------------------------------------------------------------
+// Client types
+
+export type WaitingRoomState = 'idle' | 'waiting' | 'ready' | 'admitted' | 'expired' | 'left';
+export type ConnectionState = 'connecting' | 'live' | 'polling' | 'offline';
+export type Transport = 'auto' | 'ws' | 'poll';
+
+export type PositionDetail = PositionSnapshot;
+export interface ReadyDetail {
+  ready_deadline: string;
+  /** whole seconds left when the server said so: count down from this, not from the browser clock */
+  expires_in_sec: number;
+  position: number;
+}
+export interface AdmittedDetail {
+  /** absent when another tab or instance performed the enter and this tab has not seen its token */
+  reservation_token?: string;
+  ttl_sec?: number;
+}
+export interface ExpiredDetail {
+  /** `ready_timeout`, `liveness`, `unknown_token` (forgotten by the server), or another server reason */
+  reason: string;
+}
+export interface PausedDetail {
+  event_state: EventState;
+}
+export interface ConnectionDetail {
+  state: ConnectionState;
+  /** while polling: the interval the server asked for */
+  poll_interval_ms?: number;
+}
+export interface ErrorDetail {
+  code: string;
+  message: string;
+  /** HTTP status, 0 for a network failure, undefined for a WebSocket error message */
+  status?: number;
+}
+
+export interface WaitingRoomEventMap {
+  position: CustomEvent<PositionDetail>;
+  ready: CustomEvent<ReadyDetail>;
+  admitted: CustomEvent<AdmittedDetail>;
+  expired: CustomEvent<ExpiredDetail>;
+  left: CustomEvent<null>;
+  paused: CustomEvent<PausedDetail>;
+  resumed: CustomEvent<PausedDetail>;
+  connection: CustomEvent<ConnectionDetail>;
+  error: CustomEvent<ErrorDetail>;
+}
+
+export interface WaitingRoomOptions {
+  eventId: string;
+  /** origin of the gateway; default location.origin */
+  baseUrl?: string;
+  /** where the place is remembered, shared by all tabs; default localStorage */
+  storage?: Storage;
+  /** bearer JWT for join (binds the place to its subject) and enter */
+  accessToken?: () => Promise<string | undefined>;
+  /** auto: WebSocket, falling back to polling; default auto */
+  transport?: Transport;
+  /** first reconnect backoff cap; default 500 ms */
+  minBackoffMs?: number;
+  /** largest reconnect backoff; default 8000 ms (keep it well under the reconnect grace) */
+  maxBackoffMs?: number;
+  fetch?: typeof fetch;
+  WebSocket?: typeof WebSocket;
+}
+
+/** A refusal or failure of start(), enter() or leave(). `code` is the server's code or NETWORK. */
+export class WaitingRoomError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    /** HTTP status; 0 for a network failure or a WebSocket answer */
+    readonly status: number,
+    readonly details: Readonly<Record<string, unknown>> = {},
+  ) {
+    super(message);
+    this.name = 'WaitingRoomError';
+  }
+}
+
+// Typed listeners (merged into the class below).
+export interface WaitingRoomClient {
+  addEventListener<K extends keyof WaitingRoomEventMap>(type: K, listener: (ev: WaitingRoomEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof WaitingRoomEventMap>(type: K, listener: (ev: WaitingRoomEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
+
+// ---------------------------------------------------------------------------
+// Internals
+
+const WS_OPEN = 1;
+/** heartbeat tick; a ping goes out after PING_IDLE_MS of silence */
+const HEARTBEAT_MS = 2500;
+const PING_IDLE_MS = 10_000;
+/** a ping unanswered this long means the path is dead even if the browser has not noticed */
+const PONG_TIMEOUT_MS = 5000;
+/** while polling, try the WebSocket again about this often */
+const PROBE_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 10_000;
+const SOCKET_ENTER_TIMEOUT_MS = 15_000;
+/** a socket without its welcome after this long counts as failed to open */
+const WELCOME_TIMEOUT_MS = 10_000;
+
+interface HttpResult {
+  /** 0: no answer (network failure or timeout) */
+  status: number;
+  body: unknown;
+  retryAfterMs?: number;
+}
+
+interface Socket {
+  ws: WebSocket;
+  startedAt: number;
+  welcomed: boolean;
+  lastSeen: number;
+  pingSentAt: number;
+  heartbeat: ReturnType<typeof setInterval> | undefined;
+  /** a background attempt made while polling: it must not disturb the polling state until it is welcomed */
+  probe: boolean;
+}
+
+interface PendingEnter {
+  resolve(v: { reservationToken: string; ttlSec: number }): void;
+  reject(e: unknown): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface StoredAdmission {
+  t: string;
+  reservation_token: string;
+  ttl_sec: number;
+}
+
+/** Socket closed or went quiet before answering an enter: the HTTP route is tried instead. */
+class SocketGone extends Error {}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function randomKey(): string {
+  // getRandomValues works outside secure contexts too (randomUUID does not)
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  let s = '';
+  for (const x of b) s += String.fromCharCode(x);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function errorOf(r: HttpResult): WaitingRoomError {
+  if (r.status === 0) return new WaitingRoomError('NETWORK', 'the waiting room could not be reached', 0);
+  const e = (r.body as Partial<ApiErrorBody> | undefined)?.error;
+  if (e && typeof e.code === 'string') {
+    const { code, message, ...details } = e;
+    return new WaitingRoomError(code, typeof message === 'string' ? message : code, r.status, details);
+  }
+  return new WaitingRoomError('HTTP_' + r.status, `unexpected answer ${r.status}`, r.status);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+function snapshotOf(m: Record<string, unknown>): PositionSnapshot {
+  const n = (k: string): number => (typeof m[k] === 'number' ? (m[k] as number) : 0);
+  return {
+    status: m.status === 'ready' ? 'ready' : 'waiting',
+    position: n('position'),
+    people_ahead: n('people_ahead'),
+    eta_sec: n('eta_sec'),
+    eta_low: n('eta_low'),
+    eta_high: n('eta_high'),
+    confidence: n('confidence'),
+    event_state: m.event_state === 'paused' || m.event_state === 'closed' ? m.event_state : 'open',
+  };
+}
+
+// ---------------------------------------------------------------------------
+
+export class WaitingRoomClient extends EventTarget {
+  readonly eventId: string;
+  private readonly baseUrl: string;
+  private readonly storage: Storage | undefined;
+  private readonly memory = new Map<string, string>();
+  private readonly accessToken: (() => Promise<string | undefined>) | undefined;
+  private readonly transport: Transport;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly fetchFn: typeof fetch;
+  private readonly WS: typeof WebSocket | undefined;
+  private readonly keys: { token: string; join: string; enter: string; admission: string };
+
+  private _token: string | undefined;
+  private _state: WaitingRoomState = 'idle';
+  private _connection: ConnectionState = 'offline';
+  private _last: PositionSnapshot | undefined;
+  private paused = false;
+  private readyDeadline: string | undefined;
+  private admittedWithToken = false;
+
+  private running = false;
+  /** bumped on stop() and whenever the token changes: async work of an older generation drops its result */
+  private gen = 0;
+  private starting: Promise<void> | undefined;
+  private sock: Socket | undefined;
+  /** consecutive sockets that closed before their welcome */
+  private socketFailures = 0;
+  private attempt = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private polling = false;
+  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private pollAttempt = 0;
+  /** the interval last reported with 'polling' (a change is news for "updating every N s") */
+  private lastPollMs: number | undefined;
+  private probeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** after a 44xx the server told us our socket misbehaved: keep the place by polling, do not loop */
+  private socketDisabled = false;
+  private entering: Promise<{ reservationToken: string; ttlSec: number }> | undefined;
+  private pendingEnter: PendingEnter | undefined;
+  private listening = false;
+
+  constructor(o: WaitingRoomOptions) {
+    super();
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(o.eventId)) throw new TypeError('eventId must be 1-64 characters of A-Z a-z 0-9 _ -');
+    this.eventId = o.eventId;
+    this.baseUrl = (o.baseUrl ?? globalThis.location?.origin ?? '').replace(/\/+$/, '');
+    let storage = o.storage;
+    if (!storage) {
+      try {
+        storage = globalThis.localStorage; // throws where storage is disabled
+      } catch {
+        storage = undefined;
+      }
+    }
+    this.storage = storage;
+    this.accessToken = o.accessToken;
+    this.transport = o.transport ?? 'auto';
+    this.minBackoffMs = Math.max(50, o.minBackoffMs ?? 500);
+    this.maxBackoffMs = Math.max(this.minBackoffMs, o.maxBackoffMs ?? 8000);
+    const f = o.fetch ?? globalThis.fetch;
+    // window.fetch throws "Illegal invocation" when called unbound
+    this.fetchFn = o.fetch ? f : f.bind(globalThis);
+    this.WS = o.WebSocket ?? globalThis.WebSocket;
+    const k = `wr:${this.eventId}`;
+    this.keys = { token: k, join: `${k}:join-key`, enter: `${k}:enter-key`, admission: `${k}:admission` };
+  }
+
+  /** The waiting token of this browser's place, if it holds one. */
+  get token(): string | undefined {
+    return this._token;
+  }
+  get state(): WaitingRoomState {
+    return this._state;
+  }
+  get connection(): ConnectionState {
+    return this._connection;
+  }
+  /** The last position snapshot (welcome, position or poll). */
+  get last(): PositionSnapshot | undefined {
+    return this._last;
+  }
+
+  /**
+   * Resume the place this browser holds for the event (any tab may have taken
+   * it), or join the line. Resolves once the place is known; updates follow
+   * as events. Rejects with a WaitingRoomError when the join is refused
+   * (EVENT_CLOSED, EVENT_NOT_FOUND, UNAUTHORIZED, …); transient failures
+   * (network, 429, 503) are retried, each reported as an 'error' event.
+   */
+  start(): Promise<void> {
+    if (this.starting) return this.starting;
+    // already keeping a place: nothing to do (a second call must not drop a healthy socket)
+    if (this.running && this._token && !this.isFinished() && (this.sock || this.polling || this.retryTimer)) return Promise.resolve();
+    this.running = true;
+    this.listen();
+    const gen = ++this.gen;
+    this.starting = this.begin(gen).finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
+
+  /**
+   * Enter when ready: over the socket when one is open, else POST
+   * /api/v1/queue/enter with an Idempotency-Key that survives reloads and is
+   * shared by tabs, so a retry (or a second tab) gets the same reservation
+   * token. Rejects with WaitingRoomError (NOT_READY, TOKEN_EXPIRED, …).
+   */
+  enter(): Promise<{ reservationToken: string; ttlSec: number }> {
+    this.entering ??= this.doEnter().finally(() => {
+      this.entering = undefined;
+    });
+    return this.entering;
+  }
+
+  /** Give the place up for good (every tab follows). */
+  async leave(): Promise<void> {
+    const token = this._token;
+    if (!token) return;
+    const r = await this.request('DELETE', `/api/v1/queue/leave?token=${encodeURIComponent(token)}`);
+    if (token !== this._token) return;
+    if (r.status === 200) {
+      this.finishLeft();
+      return;
+    }
+    const err = errorOf(r);
+    if (r.status === 404 || (r.status === 409 && err.code === 'NOT_IN_LINE')) {
+      // already finished one way or another: find out which
+      await this.settleFinished(token);
+      return;
+    }
+    throw err;
+  }
+
+  /** Stop all network activity in this tab. The place is kept for the server's reconnect grace; start() resumes it. */
+  stop(): void {
+    this.running = false;
+    this.gen++;
+    this.stopTransport();
+    this.unlisten();
+    this.starting = undefined;
+    this.setConnection('offline');
+  }
+
+  // -------------------------------------------------------------------------
+  // start / join / resume
+
+  private async begin(gen: number): Promise<void> {
+    const stored = this.read(this.keys.token);
+    if (stored) {
+      await this.resume(stored, gen);
+      return;
+    }
+    const joined = await this.join(gen);
+    if (!joined || gen !== this.gen) return;
+    if (joined.fresh) {
+      this.useToken(joined.token);
+      this._state = 'waiting';
+      this.connect();
+    } else {
+      await this.resume(joined.token, gen);
+    }
+  }
+
+  /** Check a token we did not just get from a fresh join, then connect if it is still in line. */
+  private async resume(token: string, gen: number): Promise<void> {
+    this.useToken(token);
+    const r = await this.request('GET', `/api/v1/queue/status?token=${encodeURIComponent(token)}`);
+    if (gen !== this.gen) return;
+    if (r.status === 200 && isObject(r.body)) {
+      if (this._state === 'idle') this._state = 'waiting';
+      if (this.applyStatus(r.body as unknown as StatusResponse)) this.connect();
+      return;
+    }
+    if (r.status === 404) {
+      this.handleGone(errorOf(r));
+      return;
+    }
+    // no answer: the socket (or the poll) will tell
+    if (this._state === 'idle') this._state = 'waiting';
+    this.connect();
+  }
+
+  /**
+   * Join under a Web Lock where the browser has them, so two tabs opened at
+   * once cannot both join; the Idempotency-Key stored before the first join
+   * covers browsers without locks (the second join answers 409 with the
+   * first one's token).
+   */
+  private async join(gen: number): Promise<{ token: string; fresh: boolean } | undefined> {
+    const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+    const critical = () => this.joinOnce(gen);
+    if (locks?.request) return locks.request(`wr:join:${this.eventId}`, critical);
+    return critical();
+  }
+
+  private async joinOnce(gen: number): Promise<{ token: string; fresh: boolean } | undefined> {
+    let rotated = false;
+    for (let attempt = 0; ; attempt++) {
+      // another tab may have joined while we waited for the lock
+      const existing = this.read(this.keys.token);
+      if (existing) return { token: existing, fresh: false };
+      let key = this.read(this.keys.join);
+      if (!key) {
+        key = randomKey();
+        this.write(this.keys.join, key);
+      }
+      const headers: Record<string, string> = { 'Idempotency-Key': key, ...(await this.authHeader()) };
+      const r = await this.request('POST', '/api/v1/queue/join', { event_id: this.eventId }, headers);
+      if (gen !== this.gen) return undefined;
+      if (r.status === 202 && isObject(r.body) && typeof r.body.waiting_token === 'string') {
+        const token = (r.body as unknown as JoinResponse).waiting_token;
+        this.write(this.keys.token, token);
+        return { token, fresh: true };
+      }
+      const err = errorOf(r);
+      if (err.code === 'DUPLICATE_REQUEST' && typeof err.details.waiting_token === 'string') {
+        const status = err.details.status;
+        // The key (or user) still points at a finished place: a new key joins anew.
+        if ((status === 'expired' || status === 'left') && !rotated) {
+          rotated = true;
+          this.write(this.keys.join, randomKey());
+          continue;
+        }
+        const token = err.details.waiting_token;
+        this.write(this.keys.token, token);
+        return { token, fresh: false };
+      }
+      if (r.status === 0 || r.status === 429 || r.status >= 500) {
+        this.emit('error', { code: err.code, message: err.message, status: r.status });
+        this.setConnection('offline');
+        await sleep(r.retryAfterMs ?? this.backoff(Math.min(attempt, 6)));
+        if (gen !== this.gen) return undefined;
+        continue;
+      }
+      throw err;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // transport selection
+
+  private connect(): void {
+    if (!this.running || !this._token || this.isFinished()) return;
+    if (this.transport === 'poll' || this.socketDisabled || !this.WS) this.startPolling();
+    else this.openSocket(false);
+  }
+
+  private stopTransport(): void {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.probeTimer);
+    this.retryTimer = this.pollTimer = this.probeTimer = undefined;
+    this.polling = false;
+    if (this.sock) this.dropSocket(this.sock);
+    if (this.pendingEnter) {
+      clearTimeout(this.pendingEnter.timer);
+      this.pendingEnter.reject(new SocketGone());
+      this.pendingEnter = undefined;
+    }
+  }
+
+  private isFinished(): boolean {
+    return this._state === 'admitted' || this._state === 'expired' || this._state === 'left';
+  }
+
+  private offline(): boolean {
+    return globalThis.navigator?.onLine === false;
+  }
+
+  /** Full jitter: uniformly random in [0, min(max, min·2^attempt)]. */
+  private backoff(attempt: number): number {
+    return Math.random() * Math.min(this.maxBackoffMs, this.minBackoffMs * 2 ** attempt);
+  }
+
+  // -------------------------------------------------------------------------
+  // WebSocket
+
+  private openSocket(probe: boolean): void {
+    const token = this._token;
+    if (!token || !this.running || !this.WS || this.isFinished()) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.sock) this.dropSocket(this.sock);
+    if (!probe) this.setConnection('connecting');
+    const u = new URL(`/api/v1/queue/ws?token=${encodeURIComponent(token)}`, this.baseUrl || undefined);
+    u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+    let ws: WebSocket;
+    try {
+      ws = new this.WS(u.toString(), [SUBPROTOCOL_JSON]);
+    } catch {
+      this.socketClosed(probe, false, 1006);
+      return;
+    }
+    const s: Socket = { ws, startedAt: Date.now(), welcomed: false, lastSeen: Date.now(), pingSentAt: 0, heartbeat: undefined, probe };
+    this.sock = s;
+    ws.onmessage = (ev: MessageEvent) => {
+      if (this.sock !== s) return;
+      s.lastSeen = Date.now();
+      if (typeof ev.data !== 'string') return; // JSON subprotocol: text frames only
+      let m: unknown;
+      try {
+        m = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (isObject(m) && typeof m.type === 'string') this.onMessage(s, m as unknown as ServerMessage);
+    };
+    ws.onclose = (ev: CloseEvent) => {
+      if (this.sock === s) this.lose(s, ev.code);
+    };
+    ws.onerror = () => undefined; // a close event follows
+    // Browsers can take minutes to notice a dead path; the server's pings are
+    // invisible to scripts. Ping after silence and give up on no answer. The
+    // check compares against our own ping, so a timer throttled in a
+    // background tab cannot mistake its own lateness for a dead socket.
+    s.heartbeat = setInterval(() => {
+      if (this.sock !== s) return;
+      const now = Date.now();
+      // a handshake a proxy black-holes can hang for minutes
+      if (!s.welcomed && now - s.startedAt > WELCOME_TIMEOUT_MS) return this.lose(s, 1006);
+      if (s.ws.readyState !== WS_OPEN) return;
+      if (s.pingSentAt && s.lastSeen < s.pingSentAt && now - s.pingSentAt > PONG_TIMEOUT_MS) return this.lose(s, 1006);
+      if (now - s.lastSeen >= PING_IDLE_MS && !(s.pingSentAt > s.lastSeen)) {
+        s.pingSentAt = now;
+        this.send(s, { type: 'ping' });
+      }
+    }, HEARTBEAT_MS);
+  }
+
+  /** The socket closed (or we gave up on it): let go of it, then decide what next. */
+  private lose(s: Socket, code: number): void {
+    const { probe, welcomed } = s;
+    this.dropSocket(s);
+    this.socketClosed(probe, welcomed, code);
+  }
+
+  private send(s: Socket, m: ClientMessage): boolean {
+    try {
+      s.ws.send(JSON.stringify(m));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private dropSocket(s: Socket): void {
+    clearInterval(s.heartbeat);
+    s.ws.onmessage = s.ws.onclose = s.ws.onerror = s.ws.onopen = null;
+    if (this.sock === s) this.sock = undefined;
+    try {
+      s.ws.close(1000);
+    } catch {
+      // already closing
+    }
+  }
+
+  private onMessage(s: Socket, m: ServerMessage): void {
+    switch (m.type) {
+      case 'welcome': {
+        s.welcomed = true;
+        this.socketFailures = 0;
+        this.attempt = 0;
+        if (this.polling || s.probe) {
+          // the socket is back: polling is no longer needed
+          s.probe = false;
+          this.polling = false;
+          clearTimeout(this.pollTimer);
+          clearTimeout(this.probeTimer);
+          this.pollTimer = this.probeTimer = undefined;
+        }
+        this.setConnection('live');
+        this.applySnapshot(snapshotOf(m as unknown as Record<string, unknown>));
+        return;
+      }
+      case 'position':
+        this.applySnapshot(snapshotOf(m as unknown as Record<string, unknown>));
+        return;
+      case 'ready':
+        this.markReady({ ready_deadline: m.ready_deadline, expires_in_sec: m.expires_in_sec, position: m.position });
+        return;
+      case 'paused':
+      case 'resumed':
+        this.setPaused(m.type === 'paused', m.event_state ?? (m.type === 'paused' ? 'paused' : 'open'));
+        return;
+      case 'admitted':
+        this.admit(m.reservation_token ? { reservation_token: m.reservation_token, ttl_sec: m.ttl_sec ?? 0 } : {});
+        return;
+      case 'expired':
+        this.finishExpired(m.reason || 'expired');
+        return;
+      case 'left':
+        this.finishLeft();
+        return;
+      case 'error':
+        // Only enter is sent over the socket (leave goes over HTTP), so an
+        // error while an enter is pending answers it.
+        if (this.pendingEnter && m.code !== 'RATE_LIMITED') {
+          const p = this.pendingEnter;
+          this.pendingEnter = undefined;
+          clearTimeout(p.timer);
+          p.reject(new WaitingRoomError(m.code, m.message, 0, m.position !== undefined ? { position: m.position } : {}));
+        } else {
+          this.emit('error', { code: m.code, message: m.message });
+        }
+        return;
+      default:
+        return; // pong, and types of later protocol versions
+    }
+  }
+
+  /**
+   * After a socket closed. `welcomed` false means it failed to open: the
+   * handshake was refused (proxy, network) or the server turned it away.
+   * `probe`: a background attempt made while polling.
+   */
+  private socketClosed(probe: boolean, welcomed: boolean, code: number): void {
+    if (this.pendingEnter) {
+      clearTimeout(this.pendingEnter.timer);
+      this.pendingEnter.reject(new SocketGone());
+      this.pendingEnter = undefined;
+    }
+    if (!this.running || this.isFinished()) return;
+    // terminal outcomes (the message before the close usually said so already)
+    if (code === 4000) return this.admit({});
+    if (code === 4001) return this.finishLeft();
+    if (code === 4004) return this.finishExpired('unknown_token');
+    if (code === 4010) {
+      // at connect time no message precedes 4010: the status answer has the reason
+      if (this._token) void this.settleFinished(this._token);
+      return;
+    }
+    if (code >= 4400 && code <= 4499) {
+      // The server says this socket broke the protocol or flooded it. The place
+      // is still ours: keep it by polling rather than reconnect in a loop.
+      this.socketDisabled = true;
+      this.emit('error', { code: 'PROTOCOL_ERROR', message: `the server closed the connection (${code}); continuing by polling` });
+      this.startPolling();
+      return;
+    }
+    // 41xx, 1006 and anything else: reconnect with the same token within the grace
+    if (this.polling) {
+      if (probe) this.scheduleProbe(); // polling carries on; try again later
+      return;
+    }
+    if (this.offline()) {
+      // Attempts would fail at once and must not count towards the switch to
+      // polling. 'online' reconnects at once; the timer covers browsers whose
+      // onLine is wrong.
+      this.setConnection('offline');
+      this.retryTimer = setTimeout(() => this.openSocket(false), this.maxBackoffMs);
+      return;
+    }
+    if (!welcomed) this.socketFailures++;
+    if (this.transport === 'auto' && this.socketFailures >= 2) {
+      this.startPolling();
+      return;
+    }
+    this.setConnection('connecting');
+    const delay = code === 4100 ? Math.random() * 1000 : this.backoff(this.attempt++);
+    this.retryTimer = setTimeout(() => this.openSocket(false), delay);
+  }
+
+  private enterOverSocket(s: Socket, accessToken: string | undefined): Promise<{ reservationToken: string; ttlSec: number }> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pendingEnter?.timer === timer) this.pendingEnter = undefined;
+        reject(new SocketGone());
+      }, SOCKET_ENTER_TIMEOUT_MS);
+      this.pendingEnter = { resolve, reject, timer };
+      if (!this.send(s, accessToken ? { type: 'enter', access_token: accessToken } : { type: 'enter' })) {
+        clearTimeout(timer);
+        this.pendingEnter = undefined;
+        reject(new SocketGone());
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // HTTP polling
+
+  private startPolling(): void {
+    if (this.polling || !this.running || this.isFinished()) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.polling = true;
+    this.pollAttempt = 0;
+    void this.poll();
+    this.scheduleProbe();
+  }
+
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+    if (this.transport !== 'auto' || this.socketDisabled || !this.WS || !this.polling) return;
+    const delay = PROBE_MS * (0.8 + Math.random() * 0.4);
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.polling && !this.sock) this.openSocket(true);
+      else this.scheduleProbe();
+    }, delay);
+  }
+
+  private async poll(): Promise<void> {
+    clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+    const token = this._token;
+    const gen = this.gen;
+    if (!token || !this.polling) return;
+    const r = await this.request('GET', `/api/v1/queue/status?token=${encodeURIComponent(token)}`);
+    if (gen !== this.gen || !this.polling) return;
+    let next: number;
+    if (r.status === 200 && isObject(r.body)) {
+      const body = r.body as unknown as StatusResponse;
+      this.pollAttempt = 0;
+      next = Math.max(1000, Number(body.poll_after_ms) || 1000);
+      this.setConnection('polling', next);
+      if (!this.applyStatus(body)) return;
+    } else if (r.status === 404) {
+      this.handleGone(errorOf(r));
+      return;
+    } else {
+      this.setConnection('offline');
+      next = r.retryAfterMs ?? Math.max(1000, this.backoff(this.pollAttempt++));
+    }
+    if (this.polling) this.pollTimer = setTimeout(() => void this.poll(), next);
+  }
+
+  // -------------------------------------------------------------------------
+  // state
+
+  /** Applies a status answer. Returns false when the place is finished. */
+  private applyStatus(body: StatusResponse): boolean {
+    if (body.status === 'admitted') {
+      this.admit({});
+      return false;
+    }
+    this.applySnapshot(snapshotOf(body as unknown as Record<string, unknown>));
+    if (body.ready_for_entry && body.ready_deadline) {
+      this.markReady({ ready_deadline: body.ready_deadline, expires_in_sec: body.ready_expires_in_sec ?? 0, position: body.position });
+    }
+    return true;
+  }
+
+  private applySnapshot(snap: PositionSnapshot): void {
+    if (this.isFinished()) return;
+    this._last = snap;
+    if (snap.status === 'waiting' && this._state !== 'ready') this._state = 'waiting';
+    this.emit('position', snap);
+    this.setPaused(snap.event_state !== 'open', snap.event_state);
+  }
+
+  private setPaused(paused: boolean, eventState: EventState): void {
+    if (paused === this.paused) return;
+    this.paused = paused;
+    this.emit(paused ? 'paused' : 'resumed', { event_state: eventState });
+  }
+
+  private markReady(d: ReadyDetail): void {
+    if (this.isFinished()) return;
+    this._state = 'ready';
+    // every reconnect and every poll repeats it: tell listeners only when it is news
+    if (d.ready_deadline === this.readyDeadline) return;
+    this.readyDeadline = d.ready_deadline;
+    this.emit('ready', d);
+  }
+
+  private admit(d: AdmittedDetail): void {
+    const token = this._token;
+    if (d.reservation_token && token) {
+      const a: StoredAdmission = { t: token, reservation_token: d.reservation_token, ttl_sec: d.ttl_sec ?? 0 };
+      this.write(this.keys.admission, JSON.stringify(a));
+    }
+    const detail = d.reservation_token ? d : this.storedAdmission() ?? {};
+    if (this.pendingEnter && detail.reservation_token) {
+      const p = this.pendingEnter;
+      this.pendingEnter = undefined;
+      clearTimeout(p.timer);
+      p.resolve({ reservationToken: detail.reservation_token, ttlSec: detail.ttl_sec ?? 0 });
+    }
+    // a second notice only adds something if it brings the token
+    if (this._state === 'admitted' && (this.admittedWithToken || !detail.reservation_token)) return;
+    this._state = 'admitted';
+    this.admittedWithToken = !!detail.reservation_token;
+    this.stopTransport();
+    this.setConnection('offline');
+    this.emit('admitted', detail);
+  }
+
+  private finishExpired(reason: string): void {
+    if (this.isFinished()) return;
+    this._state = 'expired';
+    this.forget();
+    this.stopTransport();
+    this.setConnection('offline');
+    this.emit('expired', { reason });
+  }
+
+  private finishLeft(): void {
+    if (this.isFinished()) return;
+    this._state = 'left';
+    this.forget();
+    this.stopTransport();
+    this.setConnection('offline');
+    this.emit('left', null);
+  }
+
+  /** A 404 for our token: TOKEN_EXPIRED (with reason, `left` included) or TOKEN_NOT_FOUND. */
+  private handleGone(err: WaitingRoomError): void {
+    const reason = typeof err.details.reason === 'string' ? err.details.reason : err.code === 'TOKEN_NOT_FOUND' ? 'unknown_token' : 'expired';
+    if (reason === 'left') this.finishLeft();
+    else this.finishExpired(reason);
+  }
+
+  /** The token finished without telling us how: ask once. */
+  private async settleFinished(token: string): Promise<void> {
+    const r = await this.request('GET', `/api/v1/queue/status?token=${encodeURIComponent(token)}`);
+    if (token !== this._token) return;
+    if (r.status === 200 && isObject(r.body) && r.body.status === 'admitted') this.admit({});
+    else if (r.status === 404) this.handleGone(errorOf(r));
+    else this.finishExpired('expired');
+  }
+
+  /**
+   * The place is gone: forget it so the next start() joins anew. The join
+   * key goes too — the server maps it to the finished place, and a retry
+   * with it would be handed that place back.
+   */
+  private forget(): void {
+    const token = this._token;
+    if (token && this.read(this.keys.token) === token) this.remove(this.keys.token);
+    this.remove(this.keys.join);
+    this.remove(this.keys.enter);
+  }
+
+  private useToken(token: string): void {
+    if (token === this._token) return;
+    this._token = token;
+    this._state = 'idle';
+    this._last = undefined;
+    this.paused = false;
+    this.readyDeadline = undefined;
+    this.admittedWithToken = false;
+    this.socketFailures = 0;
+    this.attempt = 0;
+    this.socketDisabled = false;
+  }
+
+  private setConnection(state: ConnectionState, pollMs?: number): void {
+    if (state === this._connection && (state !== 'polling' || pollMs === this.lastPollMs)) return;
+    this._connection = state;
+    this.lastPollMs = state === 'polling' ? pollMs : undefined;
+    this.emit('connection', state === 'polling' && pollMs !== undefined ? { state, poll_interval_ms: pollMs } : { state });
+  }
+
+  private emit<K extends keyof WaitingRoomEventMap>(type: K, detail: WaitingRoomEventMap[K]['detail']): void {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // -------------------------------------------------------------------------
+  // enter
+
+  private async doEnter(): Promise<{ reservationToken: string; ttlSec: number }> {
+    const token = this._token;
+    if (!token) throw new WaitingRoomError('NOT_IN_LINE', 'this browser holds no place in line', 0);
+    if (this._state === 'admitted') {
+      const a = this.storedAdmission();
+      if (a?.reservation_token) return { reservationToken: a.reservation_token, ttlSec: a.ttl_sec ?? 0 };
+      throw new WaitingRoomError('ALREADY_ADMITTED', 'this place was already admitted (in another tab)', 409);
+    }
+    if (this._state === 'expired' || this._state === 'left') throw new WaitingRoomError('TOKEN_EXPIRED', 'this place in line is gone', 404);
+    const s = this.sock;
+    if (s && s.welcomed && s.ws.readyState === WS_OPEN) {
+      try {
+        const at = this.accessToken ? await this.accessToken() : undefined;
+        return await this.enterOverSocket(s, at);
+      } catch (e) {
+        if (!(e instanceof SocketGone)) {
+          if (e instanceof WaitingRoomError && e.code === 'ALREADY_ADMITTED') this.admit({});
+          throw e;
+        }
+        if (this.isFinished()) return this.finishedEnterResult();
+        // the socket went away mid-enter: HTTP with an idempotency key
+      }
+    }
+    return this.enterOverHttp(token);
+  }
+
+  private finishedEnterResult(): { reservationToken: string; ttlSec: number } {
+    const a = this._state === 'admitted' ? this.storedAdmission() : undefined;
+    if (a?.reservation_token) return { reservationToken: a.reservation_token, ttlSec: a.ttl_sec ?? 0 };
+    throw new WaitingRoomError(this._state === 'admitted' ? 'ALREADY_ADMITTED' : 'TOKEN_EXPIRED', `this place is ${this._state}`, 0);
+  }
+
+  private async enterOverHttp(token: string): Promise<{ reservationToken: string; ttlSec: number }> {
+    // The key lives in storage so a reload or another tab retrying this enter
+    // is answered with the same reservation token instead of ALREADY_ADMITTED.
+    // The server keeps 4xx answers under the key too, so after a refusal the
+    // next attempt needs a fresh one.
+    const keyFor = (): string => {
+      try {
+        const v = JSON.parse(this.read(this.keys.enter) ?? 'null') as { t?: string; k?: string } | null;
+        if (v && v.t === token && v.k) return v.k;
+      } catch {
+        // replaced below
+      }
+      const k = randomKey();
+      this.write(this.keys.enter, JSON.stringify({ t: token, k }));
+      return k;
+    };
+    let last: WaitingRoomError = new WaitingRoomError('NETWORK', 'the waiting room could not be reached', 0);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (attempt > 0) await sleep(this.backoff(attempt));
+      if (token !== this._token) throw new WaitingRoomError('TOKEN_CHANGED', 'another tab took over this place', 0);
+      const headers: Record<string, string> = { 'Idempotency-Key': keyFor(), ...(await this.authHeader()) };
+      const r = await this.request('POST', '/api/v1/queue/enter', { waiting_token: token }, headers);
+      if (r.status === 200 && isObject(r.body) && typeof r.body.reservation_token === 'string') {
+        const b = r.body as unknown as EnterResponse;
+        this.remove(this.keys.enter);
+        if (token === this._token) this.admit({ reservation_token: b.reservation_token, ttl_sec: b.ttl_sec });
+        return { reservationToken: b.reservation_token, ttlSec: b.ttl_sec };
+      }
+      last = errorOf(r);
+      if (r.status === 0 || r.status >= 500) continue; // not stored by the server: same key, same outcome
+      if (last.code === 'IDEMPOTENCY_CONFLICT' && last.details.reason === 'in_flight') continue; // another tab's attempt is running
+      this.remove(this.keys.enter);
+      if (last.code === 'IDEMPOTENCY_CONFLICT') continue; // key reused for another request: a fresh one
+      if (last.code === 'TOKEN_EXPIRED' || last.code === 'TOKEN_NOT_FOUND') this.handleGone(last);
+      if (last.code === 'ALREADY_ADMITTED') {
+        this.admit({});
+        const a = this.storedAdmission();
+        if (a?.reservation_token) return { reservationToken: a.reservation_token, ttlSec: a.ttl_sec };
+      }
+      throw last;
+    }
+    throw last;
+  }
+
+  // -------------------------------------------------------------------------
+  // cross-tab
+
+  private readonly onStorage = (ev: StorageEvent): void => {
+    if (!this.running || (ev.storageArea && this.storage && ev.storageArea !== this.storage)) return;
+    if (ev.key === this.keys.token || ev.key === null) {
+      // Read the current value rather than ev.newValue: if two tabs raced
+      // (no Web Locks), every tab converges on the last writer's place.
+      const now = this.read(this.keys.token);
+      if (now && now !== this._token && this._state !== 'admitted') {
+        const gen = ++this.gen;
+        this.stopTransport();
+        this.starting = undefined;
+        void this.resume(now, gen);
+      }
+      return;
+    }
+    if (ev.key === this.keys.admission) {
+      const a = this.storedAdmission();
+      if (a && !(this._state === 'admitted' && this.admittedWithToken)) this.admit(a);
+    }
+  };
+
+  private readonly onOnline = (): void => {
+    if (!this.running || this.isFinished() || !this._token) return;
+    // the network is back: retry at once, with a clean slate
+    this.socketFailures = 0;
+    this.attempt = 0;
+    if (this.polling) {
+      void this.poll();
+      if (!this.sock && this.transport === 'auto' && !this.socketDisabled) this.openSocket(true);
+    } else if (!this.sock || this.sock.ws.readyState !== WS_OPEN) {
+      this.openSocket(false);
+    }
+  };
+
+  private readonly onOffline = (): void => {
+    if (!this.running || this.isFinished()) return;
+    // Sockets can look open for a long time after the network went; drop it
+    // now so the page says so and 'online' reconnects at once (the grace
+    // keeps the place meanwhile).
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.sock) this.lose(this.sock, 1006);
+    this.setConnection('offline'); // polling says so too: its next request would fail
+  };
+
+  private listen(): void {
+    if (this.listening || typeof globalThis.addEventListener !== 'function') return;
+    this.listening = true;
+    globalThis.addEventListener('storage', this.onStorage);
+    globalThis.addEventListener('online', this.onOnline);
+    globalThis.addEventListener('offline', this.onOffline);
+  }
+
+  private unlisten(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    globalThis.removeEventListener('storage', this.onStorage);
+    globalThis.removeEventListener('online', this.onOnline);
+    globalThis.removeEventListener('offline', this.onOffline);
+  }
+
+  private storedAdmission(): StoredAdmission | undefined {
+    try {
+      const a = JSON.parse(this.read(this.keys.admission) ?? 'null') as StoredAdmission | null;
+      return a && a.t === this._token && typeof a.reservation_token === 'string' ? a : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // plumbing
+
+  private async authHeader(): Promise<Record<string, string>> {
+    if (!this.accessToken) return {};
+    const t = await this.accessToken();
+    return t ? { Authorization: `Bearer ${t}` } : {};
+  }
+
+  private async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
+    const ctl = typeof AbortController === 'function' ? new AbortController() : undefined;
+    const timer = setTimeout(() => ctl?.abort(), REQUEST_TIMEOUT_MS);
+    try {
+      const res = await this.fetchFn(this.baseUrl + path, {
+        method,
+        headers: body === undefined ? headers : { 'Content-Type': 'application/json', ...headers },
+        body: body === undefined ? null : JSON.stringify(body),
+        cache: 'no-store',
+        credentials: 'same-origin',
+        ...(ctl ? { signal: ctl.signal } : {}),
+      });
+      let parsed: unknown;
+      try {
+        parsed = await res.json();
+      } catch {
+        parsed = undefined;
+      }
+      const ra = Number(res.headers.get('Retry-After'));
+      return { status: res.status, body: parsed, ...(ra > 0 ? { retryAfterMs: Math.min(60, ra) * 1000 } : {}) };
+    } catch {
+      return { status: 0, body: undefined };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private read(key: string): string | null {
+    try {
+      if (this.storage) return this.storage.getItem(key);
+    } catch {
+      // storage refused: fall through to memory
+    }
+    return this.memory.get(key) ?? null;
+  }
+
+  private write(key: string, value: string): void {
+    this.memory.set(key, value);
+    try {
+      this.storage?.setItem(key, value);
+    } catch {
+      // quota or privacy mode: the in-memory copy serves this tab
+    }
+  }
+
+  private remove(key: string): void {
+    this.memory.delete(key);
+    try {
+      this.storage?.removeItem(key);
+    } catch {
+      // ignore
+    }
+  }
+}

@@ -31,7 +31,8 @@ async function main(): Promise<void> {
     throw err;
   }
   const shown = config.server.host === '0.0.0.0' ? '127.0.0.1' : config.server.host;
-  log.info(`waiting room ready: http://${shown}:${gateway.port}/api/v1/queue/join (POST {"event_id":"demo"})`);
+  const base = `http://${shown}:${gateway.port}`;
+  log.info(`waiting room ready: open ${base}/?event=demo (operator page ${base}/admin, API docs ${base}/docs)`);
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {

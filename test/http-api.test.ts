@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
+import WebSocket from 'ws';
 import { call, startInProcessGateway, startRedis, waitFor, type InProcessGateway, type Reply } from './helpers/harness.js';
 
 // The REST API per the contract, every error path with its exact status and
@@ -251,6 +252,30 @@ describe('admin API', () => {
     expect(s.status).toBe(200);
     expect(s.body).toMatchObject({ event_id: 'adm', state: 'paused', in_line: 2, waiting: 2, ready: 0, joined_total: 2, admitted_total: 0 });
     expect(s.body.admission_rate).toMatchObject({ configured: 2.5 });
+  });
+});
+
+describe('operator feed', () => {
+  it('lists events, and /api/v1/admin/ws pushes per-event summaries to the right token only', async () => {
+    await call(gw.url, 'PUT', '/api/v1/admin/events/feed', { rate: 3, burst: 1, state: 'paused' }, auth);
+    await join(gw, { event_id: 'feed' });
+    const list = await call(gw.url, 'GET', '/api/v1/admin/events', undefined, auth);
+    expect(list.status).toBe(200);
+    expect((list.body.events as { event_id: string }[]).find((e) => e.event_id === 'feed')).toMatchObject({ state: 'paused', rate: 3, in_line: 1 });
+    expectError(await call(gw.url, 'GET', '/api/v1/admin/events'), 401, 'UNAUTHORIZED');
+    const wsUrl = gw.url.replace('http', 'ws');
+    const bad = new WebSocket(`${wsUrl}/api/v1/admin/ws?token=wrong-token-0123456789`);
+    expect(await new Promise<number>((r) => bad.on('close', (code) => r(code)))).toBe(4401);
+    const good = new WebSocket(`${wsUrl}/api/v1/admin/ws?token=${ADMIN}`);
+    const msg = await new Promise<Record<string, unknown>>((resolve) =>
+      good.on('message', (d: Buffer) => {
+        const m = JSON.parse(d.toString()) as Record<string, unknown>;
+        if (m.event_id === 'feed') resolve(m);
+      }),
+    );
+    expect(msg).toMatchObject({ type: 'event', event_id: 'feed', state: 'paused', in_line: 1, waiting: 1, ready: 0 });
+    expect(msg.rate).toMatchObject({ configured: 3 });
+    good.close();
   });
 });
 

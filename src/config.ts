@@ -208,8 +208,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.QUEUE_LEASE_MS < e.QUEUE_TICK_MS * 2) {
     throw new ConfigError('invalid configuration:\n  QUEUE_LEASE_MS: must be at least twice QUEUE_TICK_MS');
   }
-  if (e.REDIS_CLUSTER_MODE) {
-    throw new ConfigError('invalid configuration:\n  REDIS_CLUSTER_MODE: cluster mode is not supported by this version yet');
+  if (e.REDIS_CLUSTER_MODE && e.REDIS_ADDRESS === undefined) {
+    throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: cluster mode needs the seed nodes (host:port,host:port,...)');
+  }
+  if (!e.REDIS_CLUSTER_MODE && e.REDIS_ADDRESS?.includes(',')) {
+    throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: a list of nodes needs REDIS_CLUSTER_MODE=true');
   }
   const embedded = e.REDIS_ADDRESS === undefined;
   const fail = (name: string, why: string): never => {

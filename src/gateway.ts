@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
+import type { Redis } from 'ioredis';
 import type { Logger } from './log.js';
-import { connectRedis, observeRedis, type RedisClient } from './redis/connect.js';
+import { connectRedis, connectRedisCluster, observeRedis, type RedisClient } from './redis/connect.js';
 import { startTracing } from './observability/tracing.js';
 import { QueueStore } from './queue/store.js';
 import { EventRegistry } from './queue/registry.js';
@@ -49,7 +50,9 @@ export interface Gateway {
 }
 
 export async function startGateway(config: Config, redisAddress: string, log: Logger): Promise<Gateway> {
-  const redis = connectRedis({ address: redisAddress, password: config.redis.password, tls: config.redis.tls, commandTimeoutMs: config.redis.commandTimeoutMs });
+  const redisOpts = { address: redisAddress, password: config.redis.password, tls: config.redis.tls, commandTimeoutMs: config.redis.commandTimeoutMs };
+  const cluster = config.redis.cluster;
+  const redis: RedisClient = cluster ? connectRedisCluster(redisOpts) : connectRedis(redisOpts);
   redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
   let redisUp = false;
   redis.on('ready', () => {
@@ -76,7 +79,9 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const store = new QueueStore(redis, config.redis.keyPrefix);
   const registry = new EventRegistry(redis, config.redis.keyPrefix);
   // The subscriber may queue its SUBSCRIBE until connected (ioredis re-subscribes after a reconnect).
-  const broker = new RedisBroker(redis, () => redis.duplicate({ enableOfflineQueue: true }));
+  const broker = cluster
+    ? new RedisBroker(redis, () => connectRedisCluster({ ...redisOpts, offlineQueue: true, shardedSubscriber: true }), true)
+    : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true }));
   const admission = await AdmissionTokenIssuer.create(config.admission, config.admissionTokenTtlSec);
   const auth = UserAuth.create(config.auth);
   const ledger = new AdmissionTokenLedger(redis, config.redis.keyPrefix);
@@ -169,12 +174,38 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
         const r: string[] = [];
         if (draining) r.push('draining');
         if (redis.status !== 'ready') r.push(`redis ${redis.status}`);
+        else if (storeDown) r.push('redis not answering');
         return r;
       },
     },
     metrics,
     config.instanceId,
   );
+  // Store health: a lost connection, or one that stops answering (a frozen or
+  // failing-over node), turns readiness 503 and tells attached sockets the
+  // line is paused; they stay open and are resumed when Redis answers again.
+  let storeDown = false;
+  let pingFailures = 0;
+  const setStore = (up: boolean): void => {
+    if (up === !storeDown) return;
+    storeDown = !up;
+    log[up ? 'info' : 'warn']({}, up ? 'redis answering again: resuming' : 'redis not answering: pausing sockets, readiness 503');
+    if (!draining) realtime.storeAvailability(up);
+  };
+  redis.on('close', () => setStore(false));
+  const healthTimer = setInterval(() => {
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('ping timeout')), 1000).unref());
+    Promise.race([redis.ping(), timeout]).then(
+      () => {
+        pingFailures = 0;
+        setStore(true);
+      },
+      () => {
+        if (++pingFailures >= 2) setStore(false);
+      },
+    );
+  }, 1000);
+  healthTimer.unref();
   registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime, auth, userLimiter, idempotency });
   registerReservationRoutes(http, { admission, ledger, auth, reservations, payments, userLimiter, idempotency, metrics, log });
   registerAuthRoutes(http, admission, auth, log);
@@ -210,6 +241,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       draining = true;
+      clearInterval(healthTimer);
       log.info('draining: readiness 503, sockets told to reconnect elsewhere, finishing requests in flight');
       const closed = sockets.closeAll(Close.DRAINING, 'draining: reconnect');
       adminFeed.stop();

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { ReplyError } from 'ioredis';
 import { AppError, errorBody } from '../errors.js';
 import type { RedisClient } from '../redis/connect.js';
-import { callScript } from '../redis/connect.js';
+import { callScript, isTransientReplyError } from '../redis/connect.js';
 import type { Metrics } from '../metrics.js';
 import type { Handler, HttpReply, HttpRequest } from './server.js';
 
@@ -80,7 +80,7 @@ export class Idempotency {
     try {
       return await callScript(this.redis, script, [key], args);
     } catch (err) {
-      if (err instanceof ReplyError) throw err;
+      if (err instanceof ReplyError && !isTransientReplyError(err)) throw err;
       throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
     }
   }

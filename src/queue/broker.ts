@@ -54,7 +54,11 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-/** Plain Redis pub/sub. The subscriber needs its own connection. */
+/**
+ * Redis pub/sub; on Redis Cluster sharded pub/sub (SPUBLISH/SSUBSCRIBE, Redis
+ * 7), so an event's tick messages stay inside its shard. The subscriber needs
+ * its own connection.
+ */
 export class RedisBroker implements Broker {
   private readonly handlers = new Map<string, (msg: TickMessage) => void>();
   private subscriber: RedisClient | undefined;
@@ -62,27 +66,32 @@ export class RedisBroker implements Broker {
   constructor(
     private readonly pub: RedisClient,
     private readonly makeSubscriber: () => RedisClient,
+    private readonly sharded = false,
   ) {}
 
   async publish(channel: string, msg: TickMessage): Promise<void> {
-    await this.pub.publish(channel, pack(msg));
+    if (this.sharded) await this.pub.spublish(channel, pack(msg));
+    else await this.pub.publish(channel, pack(msg));
   }
 
   async subscribe(channel: string, onMessage: (msg: TickMessage) => void): Promise<void> {
     if (!this.subscriber) {
       this.subscriber = this.makeSubscriber();
-      this.subscriber.on('messageBuffer', (ch: Buffer, data: Buffer) => {
+      const deliver = (ch: Buffer, data: Buffer): void => {
         const h = this.handlers.get(ch.toString());
         if (h) h(unpack(data) as TickMessage);
-      });
+      };
+      this.subscriber.on(this.sharded ? 'smessageBuffer' : 'messageBuffer', deliver);
     }
     this.handlers.set(channel, onMessage);
-    await this.subscriber.subscribe(channel);
+    if (this.sharded) await this.subscriber.ssubscribe(channel);
+    else await this.subscriber.subscribe(channel);
   }
 
   async unsubscribe(channel: string): Promise<void> {
     this.handlers.delete(channel);
-    await this.subscriber?.unsubscribe(channel);
+    if (this.sharded) await this.subscriber?.sunsubscribe(channel);
+    else await this.subscriber?.unsubscribe(channel);
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 import { ReplyError } from 'ioredis';
 import type { RedisClient } from '../redis/connect.js';
-import { callScript } from '../redis/connect.js';
+import { callScript, isTransientReplyError } from '../redis/connect.js';
 import type { ScriptKey } from '../generated/lua.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { eventKeys, userKey, type EventKeys } from './keys.js';
@@ -180,7 +180,7 @@ export class QueueStore {
     try {
       return await callScript(this.redis, script, keys, [base, this.now(), ...args]);
     } catch (err) {
-      if (err instanceof ReplyError) throw err; // a script bug: surfaces as 500
+      if (err instanceof ReplyError && !isTransientReplyError(err)) throw err; // a script bug: surfaces as 500
       throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
     }
   }
@@ -405,7 +405,7 @@ export class QueueStore {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof ReplyError) throw err;
+      if (err instanceof ReplyError && !isTransientReplyError(err)) throw err;
       throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
     }
   }

@@ -252,6 +252,21 @@ export class Realtime {
     }
   }
 
+  /**
+   * Redis went away or came back: attached users keep their sockets and are
+   * told the line is paused (nothing can move without the store), then
+   * resumed with a fresh position.
+   */
+  storeAvailability(up: boolean): void {
+    for (const room of this.rooms.values()) {
+      const note: ServerMessage = up ? { type: 'resumed', event_state: room.eventState } : { type: 'paused', event_state: 'unavailable' };
+      for (const u of room.users.values()) {
+        for (const id of u.sockets) this.sink.send(id, note, true);
+        if (up) room.pushPosition(u, true);
+      }
+    }
+  }
+
   /** For /readyz and metrics. */
   counts(): { rooms: number; users: number } {
     let users = 0;

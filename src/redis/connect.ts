@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, Cluster, ReplyError, type RedisOptions, type ClusterOptions } from 'ioredis';
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { scripts, type ScriptKey } from '../generated/lua.js';
 
@@ -10,7 +10,16 @@ export function observeRedis(fn: (script: string, seconds: number) => void): voi
   observer = fn;
 }
 
-export type RedisClient = Redis;
+export type RedisClient = Redis | Cluster;
+
+/**
+ * Reply errors that mean "the store is busy failing over or loading", not
+ * "this script is wrong": they become 503 with Retry-After, like a lost
+ * connection.
+ */
+export function isTransientReplyError(err: unknown): boolean {
+  return err instanceof ReplyError && /^(CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|READONLY|BUSY|NOREPLICAS|MOVED|ASK)\b/.test((err as Error).message);
+}
 
 export interface RedisConnectOptions {
   address: string;
@@ -28,11 +37,44 @@ export function parseAddress(address: string): { host: string; port: number } {
 }
 
 /** Registers every Lua script once, under its versioned command name. */
-export function defineScripts(client: Redis): void {
+export function defineScripts(client: RedisClient): void {
   for (const key of Object.keys(scripts) as ScriptKey[]) {
     const s = scripts[key];
     client.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
   }
+}
+
+export function parseSeeds(address: string): { host: string; port: number }[] {
+  return address.split(',').map((a) => parseAddress(a.trim()));
+}
+
+/**
+ * Redis Cluster: every script's keys share the event's hash tag (one slot);
+ * reads go to primaries (read-your-writes: the original served stale replica
+ * reads); tick messages use sharded pub/sub so they stay inside the event's
+ * shard.
+ */
+export function connectRedisCluster(opts: RedisConnectOptions & { shardedSubscriber?: boolean }): Cluster {
+  const options: ClusterOptions = {
+    scaleReads: 'master',
+    enableOfflineQueue: opts.offlineQueue ?? false,
+    enableAutoPipelining: true,
+    shardedSubscribers: opts.shardedSubscriber ?? false,
+    clusterRetryStrategy: (times) => Math.min(100 * times, 2000),
+    slotsRefreshTimeout: 2000,
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 200,
+    redisOptions: {
+      password: opts.password,
+      tls: opts.tls ? {} : undefined,
+      maxRetriesPerRequest: 1,
+      commandTimeout: opts.commandTimeoutMs,
+      connectionName: 'waiting-room-gateway',
+    },
+  };
+  const client = new Cluster(parseSeeds(opts.address), options);
+  defineScripts(client);
+  return client;
 }
 
 export function connectRedis(opts: RedisConnectOptions): Redis {
@@ -58,7 +100,7 @@ export function connectRedis(opts: RedisConnectOptions): Redis {
 }
 
 /** Calls a defined script by its key (a client span and a latency sample per call). */
-export function callScript(client: Redis, key: ScriptKey, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+export function callScript(client: RedisClient, key: ScriptKey, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
   const fn = (client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[scripts[key].name];
   if (!fn) throw new Error(`script ${key} is not defined on this client`);
   const started = performance.now();

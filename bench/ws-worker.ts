@@ -28,30 +28,58 @@ function send(m: unknown): void {
 
 process.on('message', (m: In) => {
   if (m.kind === 'start') {
-    let opened = 0;
+    // at most INFLIGHT handshakes at a time: 15k simultaneous SYNs overflow the
+    // listen backlog and stall in kernel SYN retries for minutes
     let welcomed = 0;
     let failed = 0;
-    m.tokens.forEach((token, i) => {
-      lastPos.push(-1);
-      const ws = new WebSocket(`${m.url}/api/v1/queue/ws?token=${encodeURIComponent(token)}`, ['waiting-room.v1.json'], { localAddress: m.localAddress, perMessageDeflate: false });
-      sockets.push(ws);
-      ws.on('open', () => opened++);
-      ws.on('error', () => failed++);
+    let next = 0;
+    let inflight = 0;
+    const INFLIGHT = 256;
+    const settle = (): void => {
+      inflight--;
+      if (welcomed + failed === m.tokens.length) send({ kind: 'ready', welcomed, failed });
+      else pump();
+    };
+    const openOne = (i: number): void => {
+      const token = m.tokens[i]!;
+      let done = false;
+      const ws = new WebSocket(`${m.url}/api/v1/queue/ws?token=${encodeURIComponent(token)}`, ['waiting-room.v1.json'], {
+        localAddress: m.localAddress,
+        perMessageDeflate: false,
+        handshakeTimeout: 15_000,
+      });
+      sockets[i] = ws;
+      const fail = (): void => {
+        if (done) return;
+        done = true;
+        failed++;
+        settle();
+      };
+      ws.on('error', fail);
+      ws.on('close', fail);
       ws.on('message', (data: Buffer) => {
         const msg = JSON.parse(data.toString()) as { type: string; position?: number };
         if (msg.type === 'welcome') {
           lastPos[i] = msg.position ?? -1;
-          if (++welcomed + failed === m.tokens.length) send({ kind: 'ready', welcomed, failed });
+          if (!done) {
+            done = true;
+            welcomed++;
+            settle();
+          }
         } else if (msg.type === 'position' && typeof msg.position === 'number') {
           if (round >= 0 && roundTimes[i] === 0 && msg.position < roundBase[i]!) roundTimes[i] = Date.now();
           lastPos[i] = msg.position;
         }
       });
-    });
-    const check = setInterval(() => {
-      if (welcomed + failed === m.tokens.length) clearInterval(check);
-    }, 1000);
-    void opened;
+    };
+    const pump = (): void => {
+      while (inflight < INFLIGHT && next < m.tokens.length) {
+        inflight++;
+        openOne(next++);
+      }
+    };
+    for (let i = 0; i < m.tokens.length; i++) lastPos.push(-1);
+    pump();
   } else if (m.kind === 'round') {
     round = m.round;
     roundTimes = new Array<number>(sockets.length).fill(0);

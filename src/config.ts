@@ -25,6 +25,8 @@ const schema = z.object({
   REDIS_PASSWORD: z.string().optional(),
   REDIS_TLS_ENABLED: bool.default('false'),
   REDIS_CLUSTER_MODE: bool.default('false'),
+  /** Sentinel: the monitored master's name; REDIS_ADDRESS then lists the sentinels */
+  REDIS_SENTINEL_MASTER: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
   REDIS_KEY_PREFIX: z.string().regex(/^[A-Za-z0-9:_-]{1,32}$/).default('wr:'),
   REDIS_SERVER_BIN: z.string().default('redis-server'),
   REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(2000),
@@ -111,6 +113,8 @@ export interface Config {
     readonly password: string | undefined;
     readonly tls: boolean;
     readonly cluster: boolean;
+    /** undefined = no Sentinel */
+    readonly sentinelMaster: string | undefined;
     readonly keyPrefix: string;
     readonly serverBin: string;
     readonly commandTimeoutMs: number;
@@ -211,8 +215,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.REDIS_CLUSTER_MODE && e.REDIS_ADDRESS === undefined) {
     throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: cluster mode needs the seed nodes (host:port,host:port,...)');
   }
-  if (!e.REDIS_CLUSTER_MODE && e.REDIS_ADDRESS?.includes(',')) {
-    throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: a list of nodes needs REDIS_CLUSTER_MODE=true');
+  if (e.REDIS_SENTINEL_MASTER && (e.REDIS_CLUSTER_MODE || e.REDIS_ADDRESS === undefined)) {
+    throw new ConfigError('invalid configuration:\n  REDIS_SENTINEL_MASTER: needs REDIS_ADDRESS (the sentinels) and no REDIS_CLUSTER_MODE');
+  }
+  if (!e.REDIS_CLUSTER_MODE && !e.REDIS_SENTINEL_MASTER && e.REDIS_ADDRESS?.includes(',')) {
+    throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: a list of nodes needs REDIS_CLUSTER_MODE=true (or REDIS_SENTINEL_MASTER for sentinels)');
   }
   const embedded = e.REDIS_ADDRESS === undefined;
   const fail = (name: string, why: string): never => {
@@ -261,6 +268,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       password: e.REDIS_PASSWORD,
       tls: e.REDIS_TLS_ENABLED,
       cluster: e.REDIS_CLUSTER_MODE,
+      sentinelMaster: e.REDIS_SENTINEL_MASTER,
       keyPrefix: e.REDIS_KEY_PREFIX,
       serverBin: e.REDIS_SERVER_BIN,
       commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,

@@ -52,7 +52,7 @@ export interface Gateway {
 export async function startGateway(config: Config, redisAddress: string, log: Logger): Promise<Gateway> {
   const redisOpts = { address: redisAddress, password: config.redis.password, tls: config.redis.tls, commandTimeoutMs: config.redis.commandTimeoutMs };
   const cluster = config.redis.cluster;
-  const redis: RedisClient = cluster ? connectRedisCluster(redisOpts) : connectRedis(redisOpts);
+  const redis: RedisClient = cluster ? connectRedisCluster(redisOpts) : connectRedis({ ...redisOpts, sentinelMaster: config.redis.sentinelMaster });
   redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
   let redisUp = false;
   redis.on('ready', () => {

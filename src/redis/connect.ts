@@ -77,11 +77,11 @@ export function connectRedisCluster(opts: RedisConnectOptions & { shardedSubscri
   return client;
 }
 
-export function connectRedis(opts: RedisConnectOptions): Redis {
-  const { host, port } = parseAddress(opts.address);
+export function connectRedis(opts: RedisConnectOptions & { sentinelMaster?: string | undefined }): Redis {
+  const { host, port } = parseAddress(opts.address.split(',')[0]!);
   const options: RedisOptions = {
-    host,
-    port,
+    // Sentinel: ask the sentinels for the current master (and again after a failover)
+    ...(opts.sentinelMaster ? { sentinels: parseSeeds(opts.address), name: opts.sentinelMaster, role: 'master' as const } : { host, port }),
     password: opts.password,
     tls: opts.tls ? {} : undefined,
     // Requests must not hang while Redis is away: fail them (503) and let

@@ -126,7 +126,8 @@ describe('failure behaviour', () => {
       const took = Date.now() - started;
       expectError(r, 504, 'UPSTREAM_TIMEOUT');
       expect(took).toBeGreaterThanOrEqual(380);
-      expect(took).toBeLessThan(400 + 300);
+      // bounded by the 400 ms deadline, not by a hang (slack for a loaded machine: this is not a latency benchmark)
+      expect(took).toBeLessThan(400 + 1500);
     } finally {
       rsim.setMode('normal');
     }

@@ -25,7 +25,7 @@ beforeAll(async () => {
   redis = await startRedis();
   client = redisClient(redis.address);
   prefix = uniquePrefix();
-  const env = { REDIS_ADDRESS: redis.address, REDIS_KEY_PREFIX: prefix, ADMIN_TOKEN: ADMIN, QUEUE_TICK_MS: '100', QUEUE_LEASE_MS: '1500', QUEUE_RECONNECT_GRACE_SEC: '6' };
+  const env = { REDIS_ADDRESS: redis.address, REDIS_KEY_PREFIX: prefix, ADMIN_TOKEN: ADMIN, QUEUE_TICK_MS: '100', QUEUE_LEASE_MS: '1500', QUEUE_RECONNECT_GRACE_SEC: '30' };
   for (const name of ['a', 'b', 'c']) gws.push(await spawnGateway({ ...env, INSTANCE_ID: `${name}-${prefix}` }));
 });
 afterAll(async () => {
@@ -46,7 +46,7 @@ async function redisPosition(token: string): Promise<number> {
 describe('many instances, one line', () => {
   it('positions pushed by every instance match Redis; SIGKILL of the ticking instance loses no place', async () => {
     const [a] = gws as [SpawnedGateway];
-    await call(a.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { rate: 50, burst: 1, reconnect_grace_sec: 6, state: 'paused' }, auth);
+    await call(a.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { rate: 50, burst: 1, reconnect_grace_sec: 30, state: 'paused' }, auth);
     const holderId = await waitFor('ticker', async () => (await client.get(eventKeys(prefix, EVENT).lease)) ?? undefined);
     const holder = gws.find((g) => g.instanceId === holderId)!;
     const other = gws.find((g) => g !== holder && g !== a) ?? gws.find((g) => g !== holder)!;
@@ -79,7 +79,7 @@ describe('many instances, one line', () => {
     const orphaned = remaining.filter((t) => sockOf.get(t)!.on === holder);
     expect(orphaned.length).toBeGreaterThan(10);
     await Promise.all(orphaned.map((t) => sockOf.get(t)!.c.closed));
-    // they come back on a survivor 2 s later (within the 6 s grace)
+    // they come back on a survivor 2 s later (well within the default 30 s grace)
     await sleep(2000);
     for (const t of orphaned) {
       const c = await connect(survivor.url, t);
@@ -90,7 +90,7 @@ describe('many instances, one line', () => {
       const w = await sockOf.get(t)!.c.next((m) => m.type === 'welcome');
       expect(w.position).toBe(before[remaining.indexOf(t)]);
     }
-    // past the grace plus the killed instance's refresh interval: still everyone in line, same order
+    // 11 s after the kill (past the killed instance's last liveness refresh window): still everyone in line, same order
     await sleep(Math.max(0, 6000 + 5000 - (Date.now() - killedAt)));
     expect(await client.zcard(eventKeys(prefix, EVENT).q)).toBe(remaining.length);
     expect(await Promise.all(remaining.map(redisPosition))).toEqual(before);

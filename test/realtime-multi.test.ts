@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
-import { eventKeys } from '../src/queue/keys.js';
+import { eventKeys, userKey } from '../src/queue/keys.js';
 import { call, redisClient, sleep, spawnGateway, startRedis, uniquePrefix, waitFor, type SpawnedGateway } from './helpers/harness.js';
 import { connect, type Client } from './helpers/ws-client.js';
 
@@ -43,6 +43,30 @@ async function redisPosition(token: string): Promise<number> {
   return r === null ? -1 : r + 1;
 }
 
+// When a check fails, say why for every user whose place differs: what Redis
+// recorded for them (state, reason, when) and what their socket saw.
+async function explain(tokens: readonly string[], sockOf: Map<string, { c: Client; on: SpawnedGateway }>, expected?: readonly number[]): Promise<string> {
+  const lines: string[] = [];
+  for (const [i, t] of tokens.entries()) {
+    const got = await redisPosition(t);
+    const s = sockOf.get(t)!;
+    if (expected ? got === expected[i] : got === lastPosition(s.c)) continue;
+    const rec = await client.hgetall(userKey(eventKeys(prefix, EVENT), t));
+    const live = await client.zscore(eventKeys(prefix, EVENT).live, t);
+    lines.push(
+      `user ${i} on ${s.on.instanceId}: redis position ${got} (expected ${expected?.[i] ?? lastPosition(s.c)}), record ${JSON.stringify(rec)}, live ${live}, ` +
+        `socket state ${s.c.ws.readyState} ${JSON.stringify(s.c.closeInfo)}, last messages ${JSON.stringify(s.c.messages.slice(-3))}`,
+    );
+  }
+  for (const g of gws) {
+    const m = await fetch(`${g.url}/metrics`).then((r) => r.text(), () => '');
+    lines.push(`${g.instanceId}: ${m.split('\n').filter((l) => /^(ws_|websocket_)[a-z_]*(closed|dropped)/.test(l)).join('; ')}`);
+  }
+  const stats = await client.hgetall(eventKeys(prefix, EVENT).stats);
+  const warnings = gws.flatMap((g) => g.logs.filter((l) => /"level":(40|50|60)/.test(l)).map((l) => `${g.instanceId}: ${l}`));
+  return `${lines.join('\n')}\ngateway warnings:\n${warnings.slice(-20).join('\n')}\nstats ${JSON.stringify(stats)} redis time ${JSON.stringify(await client.time())}`;
+}
+
 describe('many instances, one line', () => {
   it('positions pushed by every instance match Redis; SIGKILL of the ticking instance loses no place', async () => {
     const [a] = gws as [SpawnedGateway];
@@ -66,12 +90,16 @@ describe('many instances, one line', () => {
     for (const i of [0, 7, 13]) await call(a.url, 'DELETE', `/api/v1/queue/leave?token=${tokens[i]!}`);
     for (const i of [20, 31]) sockOf.get(tokens[i]!)!.c.send({ type: 'leave' });
     const remaining = tokens.filter((_, i) => ![0, 7, 13, 20, 31].includes(i));
-    await waitFor('every socket matches Redis', async () => {
+    const matches = async (): Promise<boolean> => {
       for (const t of remaining) if (lastPosition(sockOf.get(t)!.c) !== (await redisPosition(t))) return false;
       return true;
-    }, 10_000, 100);
+    };
+    await waitFor('every socket matches Redis', matches, 10_000, 100).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await explain(remaining, sockOf)}`);
+    });
     const before = await Promise.all(remaining.map(redisPosition));
-    expect(before).toEqual(Array.from({ length: remaining.length }, (_, i) => i + 1));
+    const inOrder = Array.from({ length: remaining.length }, (_, i) => i + 1);
+    expect(before, await explain(remaining, sockOf, inOrder)).toEqual(inOrder);
 
     // kill the ticking instance without a goodbye
     await holder.stop('SIGKILL');
@@ -92,8 +120,9 @@ describe('many instances, one line', () => {
     }
     // 11 s after the kill (past the killed instance's last liveness refresh window): still everyone in line, same order
     await sleep(Math.max(0, 6000 + 5000 - (Date.now() - killedAt)));
+    const after = await Promise.all(remaining.map(redisPosition));
+    expect(after, await explain(remaining, sockOf, before)).toEqual(before);
     expect(await client.zcard(eventKeys(prefix, EVENT).q)).toBe(remaining.length);
-    expect(await Promise.all(remaining.map(redisPosition))).toEqual(before);
     const newHolder = await client.get(eventKeys(prefix, EVENT).lease);
     expect(newHolder).not.toBe(holder.instanceId);
     expect(gws.filter((g) => g !== holder).map((g) => g.instanceId)).toContain(newHolder);

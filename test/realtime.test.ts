@@ -120,6 +120,20 @@ describe('enter and leave', () => {
     expect((await call(gw.url, 'GET', `/api/v1/queue/status?token=${me}`)).status).toBe(404);
   });
 
+  it('frames sent right at open are answered after welcome, which is always first', async () => {
+    await putEvent('early-frames', { rate: 1, burst: 1, state: 'paused' });
+    await join('early-frames');
+    const me = await join('early-frames');
+    const c = await connect(gw.url, me);
+    c.send({ type: 'ping' });
+    c.send({ type: 'leave' });
+    expect((await c.closed).code).toBe(4001);
+    expect(c.messages[0]).toMatchObject({ type: 'welcome', position: 2 });
+    expect(c.messages.map((m) => m.type)).toEqual(expect.arrayContaining(['pong', 'left']));
+    expect(c.messages.findIndex((m) => m.type === 'pong')).toBeLessThan(c.messages.findIndex((m) => m.type === 'left'));
+    expect((await call(gw.url, 'GET', `/api/v1/queue/status?token=${me}`)).status).toBe(404);
+  });
+
   it('unknown token closes 4004, a bad frame closes 4400, an admitted token closes 4000', async () => {
     const u = await connect(gw.url, 'nope.AAAAAAAAAAAAAAAAAAAAAA');
     expect((await u.closed).code).toBe(4004);

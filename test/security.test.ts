@@ -273,9 +273,9 @@ describe('idempotency', () => {
     const a = await admitted('idem', 'dora');
     const key = randomUUID();
     const first = await reserve('idem', 'dora', a.reservation, 'C-1', key);
-    expect(first.status).toBe(201);
+    expect(first.status, first.text).toBe(201);
     const again = await reserve('idem', 'dora', a.reservation, 'C-1', key);
-    expect(again.status).toBe(201);
+    expect(again.status, again.text).toBe(201);
     expect(again.headers.get('x-idempotency-cached')).toBe('true');
     expect(again.body).toEqual(first.body);
     expectError(await reserve('idem', 'dora', a.reservation, 'C-9', key), 409, 'IDEMPOTENCY_CONFLICT');

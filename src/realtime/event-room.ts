@@ -312,17 +312,23 @@ export class EventRoom {
   /** Rebuild ranks after a lost message: one call for everyone (see Realtime.resync). */
   applyRanks(tokens: readonly string[], xseq: number, ranks: readonly number[]): LocalUser[] {
     const gone: LocalUser[] = [];
+    // Exits with a later sequence number than the read were applied here while
+    // the read was in flight: the read does not reflect them, so take them off
+    // (as add() does); exits still in flight are applied later since x0 covers
+    // only what the read and this room have seen.
+    const later = this.recent.filter(([xs]) => xs > xseq);
     tokens.forEach((t, i) => {
       const u = this.users.get(t);
       if (!u) return;
       const r = ranks[i]!;
       if (r < 0) gone.push(u);
       else {
-        u.rank = r;
-        u.x0 = xseq;
+        let rank = r;
+        for (const [, seq] of later) if (seq < u.seq) rank--;
+        u.rank = rank;
+        u.x0 = Math.max(xseq, this.lastXs);
       }
     });
-    this.recent = [];
     return gone;
   }
 }

@@ -155,6 +155,13 @@ export class Realtime {
     this.closeFlush ??= setImmediate(() => void this.flushPending());
   }
 
+  /** A socket that closed before its attach finished: the same as a socket closing now, unless another one holds the user. */
+  closedWhileAttaching(room: EventRoom, u: LocalUser): void {
+    if (u.sockets.length > 0 || room.users.get(u.token) !== u) return;
+    u.closedAt = Date.now();
+    this.queueTouch('set', room.eventId, u.token, room.reconnectGraceMs);
+  }
+
   socketClosed(eventId: string, token: string, socketId: number): void {
     const room = this.rooms.get(eventId);
     const u = room?.users.get(token);

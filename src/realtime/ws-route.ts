@@ -13,8 +13,11 @@ import { clientAddress } from '../http/server.js';
 import { Close, PROTOCOL_VERSION, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
 
 // GET /api/v1/queue/ws?token=<waiting_token> on the same uWebSockets.js app.
-// The upgrade reads everything synchronously, registers onAborted before the
-// attach (one Redis read), and upgrades corked. Timers and tick handlers hold
+// The upgrade is answered synchronously, inside uWS's own handler: upgrading
+// later through res.cork() can tear the new socket down right after `open`
+// (uNetworking/uWebSockets#1928, fixed upstream by #1929, not in this build;
+// seen here as 1006 closes under load). The attach (one Redis read) runs once
+// the socket is open; the welcome follows it. Timers and tick handlers hold
 // socket ids, never socket handles: a closed socket is simply not found.
 
 export interface SocketData {
@@ -30,6 +33,8 @@ export interface SocketData {
   closeWith: [CloseCode, string] | undefined;
   room: EventRoom | undefined;
   user: LocalUser | undefined;
+  /** frames that arrived before the attach finished, answered after `welcome` (welcome is always the first message) */
+  early: [ArrayBuffer, boolean][] | undefined;
 }
 
 type WS = UWS.WebSocket<SocketData>;
@@ -118,6 +123,102 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
   const { sockets, realtime, metrics, log } = d;
   const connectLimiter = new TokenBuckets(o.connectRps, o.connectBurst, o.maxClients);
   const perIp = new Map<string, number>();
+
+  /** The attach finished with the socket still open: from here on ticks reach it. */
+  function welcome(id: number, data: SocketData, room: EventRoom, user: LocalUser): void {
+    if (room.users.get(user.token) !== user) {
+      // finished meanwhile: the reconnect will get the final answer
+      sockets.close(id, Close.STORE_UNAVAILABLE, 'state changed: reconnect');
+      return;
+    }
+    data.eventId = room.eventId;
+    data.room = room;
+    data.user = user;
+    realtime.socketOpened(room, user, id);
+    const e = room.estimateFor(user);
+    const { type: _position, ...fields } = room.positionMessage(user, e);
+    const hello: ServerMessage = {
+      ...fields,
+      type: 'welcome',
+      v: PROTOCOL_VERSION,
+      event_id: room.eventId,
+      ...(user.state === 'ready' ? { ready_deadline: new Date(user.readyDeadlineMs).toISOString() } : {}),
+    };
+    sockets.send(id, hello, true);
+    user.pushedPos = e.position;
+    user.pushedEta = e.etaSec;
+    user.pushedAt = Date.now();
+    if (user.state === 'ready') sockets.send(id, room.readyMessage(user), true);
+    if (room.eventState !== 'open') sockets.send(id, { type: 'paused', event_state: room.eventState }, true);
+    const early = data.early ?? [];
+    data.early = undefined;
+    for (const [frame, isBinary] of early) if (sockets.open.has(id)) onMessage(data, frame, isBinary);
+  }
+
+  function onMessage(data: SocketData, message: ArrayBuffer, isBinary: boolean): void {
+    // per-socket message rate: over the limit a message is refused; a flood closes the socket
+    const now = performance.now();
+    data.msgTokens = Math.min(o.messageBurst, data.msgTokens + ((now - data.msgAt) / 1000) * o.messageRps);
+    data.msgAt = now;
+    if (data.msgTokens < 1) {
+      metrics.rateLimitDropped.inc({ scope: 'ws_message' });
+      if (++data.violations > o.messageBurst) sockets.close(data.id, Close.FLOOD, 'message flood');
+      else sockets.send(data.id, { type: 'error', code: 'RATE_LIMITED', message: 'too many messages; slow down' }, true);
+      return;
+    }
+    data.msgTokens -= 1;
+    const m = parseClientMessage(message, isBinary);
+    if (!m) {
+      metrics.wsMessagesIn.inc({ type: 'invalid' });
+      sockets.send(data.id, { type: 'error', code: 'BAD_MESSAGE', message: 'expected {"type":"enter"|"leave"|"ping"}' }, true);
+      sockets.close(data.id, Close.BAD_MESSAGE, 'bad message');
+      return;
+    }
+    metrics.wsMessagesIn.inc({ type: m.type });
+    const id = data.id;
+    const { room, user } = data;
+    if (m.type === 'ping') {
+      sockets.send(id, { type: 'pong' }, true);
+      return;
+    }
+    if (!room || !user) return;
+    if (m.type === 'enter') {
+      user.entering = true;
+      // with user authentication configured, enter needs a JWT here too (browsers cannot set headers on a WebSocket)
+      const who = d.auth.configured ? d.auth.require(m.access_token ? `Bearer ${m.access_token}` : undefined) : Promise.resolve(undefined);
+      who.then((id) => enterLine(d, user.token, id?.sub ?? '', 'ws')).then(
+        (entry) => {
+          const admitted: ServerMessage = { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec };
+          if (room.users.get(user.token) === user) room.finish(user, 'entered', admitted);
+          else {
+            sockets.send(id, admitted, true);
+            sockets.close(id, Close.ADMITTED, 'admitted');
+          }
+        },
+        (err: unknown) => {
+          user.entering = false;
+          if (err instanceof AppError && err.code === 'TOKEN_EXPIRED') {
+            if (room.users.get(user.token) === user) room.finish(user, String(err.details?.reason ?? 'ready_timeout'));
+            return;
+          }
+          const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
+          sockets.send(id, { type: 'error', code: e.code, message: e.message, ...(typeof e.details?.position === 'number' ? { position: e.details.position } : {}) }, true);
+        },
+      );
+      return;
+    }
+    // leave
+    d.store.leave(user.token).then(
+      () => {
+        if (room.users.get(user.token) === user) room.finish(user, 'left');
+      },
+      (err: unknown) => {
+        const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
+        sockets.send(id, { type: 'error', code: e.code, message: e.message }, true);
+      },
+    );
+  }
+
   app.ws<SocketData>('/api/v1/queue/ws', {
     compression: loadUws().DISABLED,
     maxPayloadLength: o.maxMessageBytes,
@@ -127,10 +228,6 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
     sendPingsAutomatically: true,
 
     upgrade: (res, req, context) => {
-      const state = { aborted: false };
-      res.onAborted(() => {
-        state.aborted = true;
-      });
       const query = req.getQuery() ?? '';
       const key = req.getHeader('sec-websocket-key');
       const offered = req.getHeader('sec-websocket-protocol');
@@ -157,11 +254,9 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
         closeWith: undefined,
         room: undefined,
         user: undefined,
+        early: [],
       };
-      const upgrade = (): void => {
-        if (state.aborted) return;
-        res.cork(() => res.upgrade(data, key, protocol, extensions, context));
-      };
+      const upgrade = (): void => res.upgrade(data, key, protocol, extensions, context);
       if (d.isDraining()) {
         data.closeWith = [Close.DRAINING, 'draining: reconnect'];
         return upgrade();
@@ -180,24 +275,7 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
         data.closeWith = [Close.RATE_LIMITED, 'too many connections from this address'];
         return upgrade();
       }
-      realtime.attach(token, d.attachLivenessMs).then(
-        (r) => {
-          if (r.ok) {
-            data.eventId = r.room.eventId;
-            data.room = r.room;
-            data.user = r.user;
-          } else {
-            data.closeWith = closeFor(r.state);
-          }
-          upgrade();
-        },
-        (err: unknown) => {
-          // Redis down, slow, or the subscription failed: nothing is lost, come back shortly
-          data.closeWith = [Close.STORE_UNAVAILABLE, 'store unavailable: reconnect later'];
-          if (!(err instanceof AppError)) log.warn({ err: (err as Error).message }, 'websocket attach failed');
-          upgrade();
-        },
-      );
+      upgrade();
     },
 
     open: (ws) => {
@@ -210,93 +288,37 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
         sockets.close(data.id, data.closeWith[0], data.closeWith[1]);
         return;
       }
-      const { room, user } = data;
-      if (!room || !user || room.users.get(user.token) !== user) {
-        // finished while the upgrade was in flight: the reconnect will get the final answer
-        sockets.close(data.id, Close.STORE_UNAVAILABLE, 'state changed: reconnect');
-        return;
-      }
-      realtime.socketOpened(room, user, data.id);
-      const e = room.estimateFor(user);
-      const { type: _position, ...fields } = room.positionMessage(user, e);
-      const welcome: ServerMessage = {
-        ...fields,
-        type: 'welcome',
-        v: PROTOCOL_VERSION,
-        event_id: room.eventId,
-        ...(user.state === 'ready' ? { ready_deadline: new Date(user.readyDeadlineMs).toISOString() } : {}),
-      };
-      sockets.send(data.id, welcome, true);
-      user.pushedPos = e.position;
-      user.pushedEta = e.etaSec;
-      user.pushedAt = Date.now();
-      if (user.state === 'ready') sockets.send(data.id, room.readyMessage(user), true);
-      if (room.eventState !== 'open') sockets.send(data.id, { type: 'paused', event_state: room.eventState }, true);
+      const id = data.id;
+      realtime.attach(data.token, d.attachLivenessMs).then(
+        (r) => {
+          if (!sockets.open.has(id)) {
+            // the client went away during the read: it counts as a socket that closed now
+            if (r.ok) realtime.closedWhileAttaching(r.room, r.user);
+            return;
+          }
+          if (!r.ok) {
+            sockets.close(id, ...closeFor(r.state));
+            return;
+          }
+          welcome(id, data, r.room, r.user);
+        },
+        (err: unknown) => {
+          // Redis down, slow, or the subscription failed: nothing is lost, come back shortly
+          if (!(err instanceof AppError)) log.warn({ err: (err as Error).message }, 'websocket attach failed');
+          sockets.close(id, Close.STORE_UNAVAILABLE, 'store unavailable: reconnect later');
+        },
+      );
     },
 
     message: (ws, message, isBinary) => {
       const data = ws.getUserData();
-      // per-socket message rate: over the limit a message is refused; a flood closes the socket
-      const now = performance.now();
-      data.msgTokens = Math.min(o.messageBurst, data.msgTokens + ((now - data.msgAt) / 1000) * o.messageRps);
-      data.msgAt = now;
-      if (data.msgTokens < 1) {
-        metrics.rateLimitDropped.inc({ scope: 'ws_message' });
-        if (++data.violations > o.messageBurst) sockets.close(data.id, Close.FLOOD, 'message flood');
-        else sockets.send(data.id, { type: 'error', code: 'RATE_LIMITED', message: 'too many messages; slow down' }, true);
+      if (data.early) {
+        // still attaching: keep the frame (uWS reuses its memory) for after welcome; a client that floods meanwhile is closed
+        if (data.early.length >= o.messageBurst) sockets.close(data.id, Close.FLOOD, 'message flood');
+        else data.early.push([message.slice(0), isBinary]);
         return;
       }
-      data.msgTokens -= 1;
-      const m = parseClientMessage(message, isBinary);
-      if (!m) {
-        metrics.wsMessagesIn.inc({ type: 'invalid' });
-        sockets.send(data.id, { type: 'error', code: 'BAD_MESSAGE', message: 'expected {"type":"enter"|"leave"|"ping"}' }, true);
-        sockets.close(data.id, Close.BAD_MESSAGE, 'bad message');
-        return;
-      }
-      metrics.wsMessagesIn.inc({ type: m.type });
-      const id = data.id;
-      const { room, user } = data;
-      if (m.type === 'ping') {
-        sockets.send(id, { type: 'pong' }, true);
-        return;
-      }
-      if (!room || !user) return;
-      if (m.type === 'enter') {
-        user.entering = true;
-        // with user authentication configured, enter needs a JWT here too (browsers cannot set headers on a WebSocket)
-        const who = d.auth.configured ? d.auth.require(m.access_token ? `Bearer ${m.access_token}` : undefined) : Promise.resolve(undefined);
-        who.then((id) => enterLine(d, user.token, id?.sub ?? '', 'ws')).then(
-          (entry) => {
-            const admitted: ServerMessage = { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec };
-            if (room.users.get(user.token) === user) room.finish(user, 'entered', admitted);
-            else {
-              sockets.send(id, admitted, true);
-              sockets.close(id, Close.ADMITTED, 'admitted');
-            }
-          },
-          (err: unknown) => {
-            user.entering = false;
-            if (err instanceof AppError && err.code === 'TOKEN_EXPIRED') {
-              if (room.users.get(user.token) === user) room.finish(user, String(err.details?.reason ?? 'ready_timeout'));
-              return;
-            }
-            const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
-            sockets.send(id, { type: 'error', code: e.code, message: e.message, ...(typeof e.details?.position === 'number' ? { position: e.details.position } : {}) }, true);
-          },
-        );
-        return;
-      }
-      // leave
-      d.store.leave(user.token).then(
-        () => {
-          if (room.users.get(user.token) === user) room.finish(user, 'left');
-        },
-        (err: unknown) => {
-          const e = err instanceof AppError ? err : new AppError('INTERNAL', 'internal error');
-          sockets.send(id, { type: 'error', code: e.code, message: e.message }, true);
-        },
-      );
+      onMessage(data, message, isBinary);
     },
 
     drain: (ws) => {

@@ -14,6 +14,8 @@ export interface Client {
   /** resolves with the first message matching `pred`, among those received from index `from` on (default: all) or arriving later */
   next(pred: (m: Msg) => boolean, timeoutMs?: number, from?: number): Promise<Msg>;
   closed: Promise<{ code: number; reason: string }>;
+  /** set once the socket has closed (for diagnostics) */
+  closeInfo?: { code: number; reason: string; atMs: number; error?: string; localPort?: number };
   send(m: unknown): void;
   close(): Promise<void>;
 }
@@ -36,8 +38,8 @@ export function connect(baseUrl: string, token: string, format: 'json' | 'msgpac
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
   return new Promise((resolve, reject) => {
     ws.once('error', reject);
-    ws.once('open', () =>
-      resolve({
+    ws.once('open', () => {
+      const client: Client = {
         ws,
         messages,
         closed,
@@ -60,7 +62,13 @@ export function connect(baseUrl: string, token: string, format: 'json' | 'msgpac
           if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close(1000);
           await closed;
         },
-      }),
-    );
+      };
+      let error: string | undefined;
+      const localPort = (ws as unknown as { _socket?: { localPort?: number } })._socket?.localPort;
+      // after the handshake an error (a bad frame, a reset) closes the socket with 1006: keep why
+      ws.on('error', (err) => (error = err.message));
+      void closed.then((c) => (client.closeInfo = { ...c, atMs: Date.now(), localPort, ...(error ? { error } : {}) }));
+      resolve(client);
+    });
   });
 }

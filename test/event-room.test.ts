@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { EventRoom, type SocketSink } from '../src/realtime/event-room.js';
+import type { TickMessage } from '../src/queue/broker.js';
+import type { StatusSnapshot } from '../src/queue/store.js';
+import { createMetrics } from '../src/metrics.js';
+import { createLogger } from '../src/log.js';
+import type { ServerMessage } from '../src/realtime/protocol.js';
+
+// The room's rank bookkeeping on its own (no Redis involved: the inputs are
+// what the status/ranks scripts and tick messages carry). The orderings here
+// are the races a real deployment produces: a read that predates exits the
+// room already applied, and exits still in flight when a read lands.
+
+const sent: { id: number; msg: ServerMessage }[] = [];
+const sink: SocketSink = {
+  send: (id, msg) => {
+    sent.push({ id, msg });
+    return true;
+  },
+  close: () => undefined,
+};
+
+function room(): EventRoom {
+  return new EventRoom({ eventId: 'ev', tickMs: 100, pollTimeoutMs: 60_000, sink, log: createLogger('silent'), metrics: createMetrics(), nearFront: 1000 });
+}
+
+const snap = (seq: number, rank: number, xseq: number): StatusSnapshot => ({
+  token: `ev.t${seq}`,
+  eventId: 'ev',
+  state: 'waiting',
+  rank,
+  readyCount: 0,
+  joinedMs: 0,
+  readyDeadlineMs: 0,
+  finishedMs: 0,
+  reason: '',
+  eventState: 'paused',
+  nowMs: Date.now(),
+  eta: { rate: 1, rw: 1, share: 1, conf: 0, spread: 0.6, tokens: 0 },
+  seq,
+  xseq,
+  reconnectGraceSec: 30,
+});
+
+const tick = (xs: number, exits: [number, number, string][]): TickMessage => ({
+  v: 1,
+  e: 'ev',
+  t: Date.now(),
+  s: 'paused',
+  q: 0,
+  r: 0,
+  p: [],
+  o: exits,
+  xs,
+  g: 30,
+  eta: { rate: 1, rw: 1, r1: 1, r5: 1, r15: 1, share: 1, conf: 0, spread: 0.6, tokens: 0 },
+});
+
+const ranks = (r: EventRoom): Record<number, number> => Object.fromEntries([...r.users.values()].map((u) => [u.seq, u.rank]));
+
+describe('event room ranks', () => {
+  it('exits in tick messages move everyone behind them up, and a late read is corrected by exits it missed', () => {
+    const r = room();
+    for (let seq = 1; seq <= 5; seq++) r.add(snap(seq, seq - 1, 0), [], () => undefined);
+    r.applyTick(tick(1, [[1, 2, 'left']]));
+    expect(ranks(r)).toEqual({ 1: 0, 3: 1, 4: 2, 5: 3 });
+    // user 6 was read at exit 0 (before seq 2 left): rank 5 in that read, 4 now
+    r.add(snap(6, 5, 0), [], () => undefined);
+    expect(ranks(r)[6]).toBe(4);
+  });
+
+  it('a resync read that predates exits applied while it was in flight does not undo them', () => {
+    const r = room();
+    for (let seq = 1; seq <= 5; seq++) r.add(snap(seq, seq - 1, 0), [], () => undefined);
+    r.applyTick(tick(1, [[1, 1, 'left']]));
+    // a gap: exit 2 was lost, exit 3 (seq 3) arrives; the room asks Redis for exact ranks
+    r.applyTick(tick(3, [[3, 3, 'left']]));
+    // the read happened at exit 2 (seq 2 gone, seq 3 not yet)... meanwhile exit 4 (seq 4) was applied
+    r.applyTick(tick(4, [[4, 4, 'left']]));
+    const tokens = ['ev.t5'];
+    r.applyRanks(tokens, 2, [2]); // at exit 2, seq 5 had seq 3 and 4 ahead: rank 2
+    // exits 3 and 4 happened after the read: seq 5 is at the head now
+    expect(ranks(r)[5]).toBe(0);
+    // and an exit still in flight that the read already reflects is not applied twice
+    const late = room();
+    for (let seq = 1; seq <= 3; seq++) late.add(snap(seq, seq - 1, 0), [], () => undefined);
+    late.applyRanks(['ev.t3'], 1, [1]); // read at exit 1 (seq 1 left)
+    late.applyTick(tick(1, [[1, 1, 'left']]));
+    expect(ranks(late)[3]).toBe(1);
+  });
+});

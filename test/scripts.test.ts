@@ -203,6 +203,40 @@ describe('duplicate joins', () => {
     await store.leave(first.token); // leaving twice is fine
   });
 
+  it('joins of one turn go in one batch, decided in call order exactly as one by one (duplicates inside the batch too)', async () => {
+    const { store } = virtualStore();
+    const ev = 'dup-batch';
+    await store.join(ev, newWaitingToken(ev), '', '', defaults()); // scripts loaded before counting
+    await store.leave((await client.zrange(store.keys(ev).q, 0, 0))[0]!);
+    const scriptCalls = async (): Promise<number> => {
+      const info = await client.info('commandstats');
+      return [...info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const before = await scriptCalls();
+    const calls = Array.from({ length: 300 }, (_, i) => {
+      // 0 and 5 share an Idempotency-Key, 1 and 7 a user id; 300 > one batch (256)
+      const key = i === 0 || i === 5 ? 'key-batch-0001' : '';
+      const user = i === 1 || i === 7 ? 'dora' : '';
+      return store.join(ev, newWaitingToken(ev), user, key, defaults()).then(
+        (r) => ({ ok: true as const, r }),
+        (e: AppError) => ({ ok: false as const, e }),
+      );
+    });
+    const out = await Promise.all(calls);
+    expect(await scriptCalls()).toBe(before + 2); // 256 + 44
+    const joined = out.flatMap((o, i) => (o.ok ? [{ i, ...o.r }] : []));
+    expect(joined).toHaveLength(298);
+    expect(joined.map((j) => j.position)).toEqual(Array.from({ length: 298 }, (_, n) => n + 1));
+    const d5 = out[5]!;
+    const d7 = out[7]!;
+    if (d5.ok || d7.ok) throw new Error('a duplicate inside the batch took a place');
+    expect([d5.e.code, d7.e.code]).toEqual(['DUPLICATE_REQUEST', 'DUPLICATE_REQUEST']);
+    expect(d5.e.details).toMatchObject({ waiting_token: joined[0]!.token, position: 1 });
+    expect(d7.e.details).toMatchObject({ waiting_token: joined[1]!.token, position: 2 });
+    const inLine = await client.zrange(store.keys(ev).q, 0, -1);
+    expect(inLine).toEqual(joined.map((j) => j.token));
+  });
+
   it('an admitted user cannot take a second place until their record is cleaned up', async () => {
     const { store, clock } = virtualStore();
     const ev = 'dup-adm';

@@ -62,42 +62,42 @@ function requireToken(req: HttpRequest): string {
   return token;
 }
 
-/** The status body of a user in line (waiting or ready), from Redis or from this instance's memory. */
-function placeBody(
-  base: { event_id: string; event_state: string; status: string; waiting_time: number },
-  e: Estimate,
-  readyDeadlineMs: number,
-  nowMs: number,
-): Record<string, unknown> {
-  const ready = base.status === 'ready';
-  return {
-    ...base,
-    position: e.position,
-    people_ahead: e.peopleAhead,
-    eta_sec: e.etaSec,
-    eta_low: e.etaLowSec,
-    eta_high: e.etaHighSec,
-    confidence: e.confidence,
-    ready_for_entry: ready,
-    ...(ready ? { ready_deadline: new Date(readyDeadlineMs).toISOString(), ready_expires_in_sec: Math.max(0, Math.floor((readyDeadlineMs - nowMs) / 1000)) } : {}),
-    poll_after_ms: e.pollAfterMs,
-  };
+// JSON numbers: a non-finite value would be invalid JSON (JSON.stringify writes null)
+const num = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
+
+/**
+ * The status body of a user in line (waiting or ready), from Redis or from
+ * this instance's memory. Written as a string: this is the hottest answer the
+ * gateway gives, and building an object to stringify it cost more than the
+ * rest of the poll (profile in docs/BENCHMARKS.md). Every string field is
+ * from a closed set or matches EVENT_ID_RE, so nothing needs escaping.
+ */
+function placeJson(eventId: string, eventState: string, status: string, waitingTime: number, e: Estimate, readyDeadlineMs: number, nowMs: number): string {
+  const ready = status === 'ready';
+  const readyPart = ready
+    ? `,"ready_deadline":"${new Date(readyDeadlineMs).toISOString()}","ready_expires_in_sec":${Math.max(0, Math.floor((readyDeadlineMs - nowMs) / 1000))}`
+    : '';
+  return (
+    `{"event_id":"${eventId}","event_state":"${eventState}","status":"${status}","waiting_time":${num(waitingTime)},` +
+    `"position":${num(e.position)},"people_ahead":${num(e.peopleAhead)},"eta_sec":${num(e.etaSec)},"eta_low":${num(e.etaLowSec)},"eta_high":${num(e.etaHighSec)},` +
+    `"confidence":${num(e.confidence)},"ready_for_entry":${ready}${readyPart},"poll_after_ms":${num(e.pollAfterMs)}}`
+  );
 }
 
-export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): Record<string, unknown> {
-  const base = { event_id: s.eventId, event_state: s.eventState, status: s.state, waiting_time: Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000)) };
+export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): string | Record<string, unknown> {
+  const waitingTime = Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000));
   if (s.state === 'waiting' || s.state === 'ready') {
-    return placeBody(base, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs);
+    return placeJson(s.eventId, s.eventState, s.state, waitingTime, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs);
   }
   // admitted: the user is through; position and ETA are final.
+  const base = { event_id: s.eventId, event_state: s.eventState, status: s.state, waiting_time: waitingTime };
   return { ...base, position: 0, people_ahead: 0, eta_sec: 0, eta_low: 0, eta_high: 0, confidence: 1, ready_for_entry: false, poll_after_ms: 0 };
 }
 
 /** The same body, from this instance's memory (exact as of the last tick message). */
-function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): Record<string, unknown> {
+function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): string {
   const now = room.redisNow();
-  const base = { event_id: room.eventId, event_state: room.eventState, status: u.state, waiting_time: Math.max(0, Math.floor((now - u.joinedMs) / 1000)) };
-  return placeBody(base, e, u.readyDeadlineMs, now);
+  return placeJson(room.eventId, room.eventState, u.state, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), e, u.readyDeadlineMs, now);
 }
 
 export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
@@ -158,16 +158,23 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
     { body: true },
   );
 
-  http.route('GET', '/api/v1/queue/status', async (req) => {
+  const fromMemory = d.metrics.statusFromMemory.labels({ source: 'memory' });
+  const statusOk = d.metrics.queueOps.labels({ operation: 'status', status: 'ok' });
+  http.route('GET', '/api/v1/queue/status', (req) => {
     const token = requireToken(req);
-    // A user this instance holds is answered from memory: no Redis round trip
-    // (the poll still counts as a heartbeat: liveness is refreshed in the next batch).
+    // A user this instance holds is answered from memory, synchronously: no
+    // Redis round trip, no promise (the poll still counts as a heartbeat:
+    // liveness is refreshed in the next batch).
     const mem = d.realtime.statusFromMemory(token);
     if (mem) {
-      d.metrics.statusFromMemory.inc({ source: 'memory' });
-      op('status', 'ok');
+      fromMemory.inc();
+      statusOk.inc();
       return { status: 200, body: memoryBody(mem.room, mem.user, mem.estimate) };
     }
+    return statusFromRedis(token);
+  });
+
+  const statusFromRedis = async (token: string): Promise<HttpReply> => {
     d.metrics.statusFromMemory.inc({ source: 'redis' });
     const roomBefore = d.realtime.roomFor(tokenEvent(token)!);
     const s = await d.store.status(token, livenessMs);
@@ -189,7 +196,7 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
     }
     op('status', 'ok');
     return { status: 200, body: statusBody(s, q.tickMs, livenessMs) };
-  });
+  };
 
   http.route(
     'POST',

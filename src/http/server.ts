@@ -102,6 +102,19 @@ const SECURITY_HEADERS: ReadonlyArray<[string, string]> = [
   ['Strict-Transport-Security', 'max-age=31536000'],
   ['Cross-Origin-Resource-Policy', 'same-site'],
 ];
+// uWS crosses into C++ once per writeHeader; most responses carry the same
+// nine fixed headers, so they go out as one pre-joined block (uWS writes
+// `key: value\r\n` verbatim; the block is a constant, never caller input).
+const FIXED_HEADERS: ReadonlyArray<[string, string]> = [['Cache-Control', 'no-store'], ...SECURITY_HEADERS];
+const FIXED_BLOCK = FIXED_HEADERS.slice(1)
+  .map(([k, v]) => `${k}: ${v}`)
+  .reduce((acc, line) => `${acc}\r\n${line}`, FIXED_HEADERS[0]![1]);
+const FIXED_NAMES = new Set(SECURITY_HEADERS.map(([k]) => k));
+const overridesFixed = (h: Readonly<Record<string, string>> | undefined): boolean => {
+  if (!h) return false;
+  for (const k in h) if (FIXED_NAMES.has(k)) return true;
+  return false;
+};
 const CORS_EXPOSE = 'X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, X-Idempotency-Cached';
 const IP_RE = /^[0-9A-Fa-f:.]{2,45}$/;
 
@@ -114,8 +127,15 @@ export function clientAddress(remote: string, forwardedFor: string | undefined, 
   return remote;
 }
 
+interface RouteMetrics {
+  inc(): void;
+  observe(seconds: number): void;
+}
+
 export class HttpServer {
   readonly app: UWS.TemplatedApp = loadUws().App();
+  /** prom-client label lookups hash the label set on every call; keep one child per (method, route, status) */
+  private readonly routeMetrics = new Map<string, RouteMetrics>();
   private readonly routes: RouteDef[] = [];
   private listenSocket: UWS.us_listen_socket | undefined;
   private inFlight = 0;
@@ -234,6 +254,19 @@ export class HttpServer {
     }
   }
 
+  private metricsFor(method: string, route: string, status: number): RouteMetrics {
+    const key = `${method} ${status} ${route}`;
+    let m = this.routeMetrics.get(key);
+    if (!m) {
+      const labels = { method, route, status_code: status };
+      const counter = this.opts.metrics.httpRequests.labels(labels);
+      const histogram = this.opts.metrics.httpDuration.labels(labels);
+      m = { inc: () => counter.inc(), observe: (s) => histogram.observe(s) };
+      this.routeMetrics.set(key, m);
+    }
+    return m;
+  }
+
   private requestId(incoming: string): string {
     return incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
   }
@@ -306,12 +339,11 @@ export class HttpServer {
 
     let limitHeaders: Record<string, string> | undefined;
     const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
-      const all = { ...limitHeaders, ...cors, ...extra, 'X-Trace-ID': traceId };
-      this.write(res, state, status, body, contentType, all, requestId);
+      this.writeReply(res, state, status, body, contentType, requestId, traceId, limitHeaders, cors, extra);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const labels = { method, route, status_code: status };
-      this.opts.metrics.httpRequests.inc(labels);
-      this.opts.metrics.httpDuration.observe(labels, seconds);
+      const rm = this.metricsFor(method, route, status);
+      rm.inc();
+      rm.observe(seconds);
       span.setAttribute('http.response.status_code', status);
       if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
       span.end();
@@ -344,11 +376,15 @@ export class HttpServer {
         fail(err);
         return;
       }
-      Promise.resolve(out).then((reply) => {
-        const b = reply.body;
+      const reply = (r: HttpReply): void => {
+        const b = r.body;
         const text = b === undefined ? '' : typeof b === 'string' ? b : JSON.stringify(b);
-        done(reply.status, text, reply.contentType ?? 'application/json', reply.headers);
-      }, fail);
+        done(r.status, text, r.contentType ?? 'application/json', r.headers);
+      };
+      // an answer known now (a status poll from memory) is written inside this
+      // uWS callback: no promise, no microtask, no separate cork
+      if (out instanceof Promise) out.then(reply, fail);
+      else reply(out);
     };
 
     if (oversized) {
@@ -392,6 +428,40 @@ export class HttpServer {
       // uWS reuses the chunk's memory after this callback returns: copy it.
       chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
       if (isLast) run(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+    });
+  }
+
+  /** A route's answer: fixed headers as one block unless the route overrides one of them. */
+  private writeReply(
+    res: UWS.HttpResponse,
+    state: { aborted: boolean },
+    status: number,
+    body: string,
+    contentType: string,
+    requestId: string,
+    traceId: string,
+    limit: Readonly<Record<string, string>> | undefined,
+    cors: Readonly<Record<string, string>> | undefined,
+    extra: Readonly<Record<string, string>> | undefined,
+  ): void {
+    if (overridesFixed(extra) || overridesFixed(cors)) {
+      this.write(res, state, status, body, contentType, { ...limit, ...cors, ...extra, 'X-Trace-ID': traceId }, requestId);
+      return;
+    }
+    if (state.aborted) return;
+    state.aborted = true; // a response is written once
+    res.cork(() => {
+      res.writeStatus(statusLine(status));
+      res.writeHeader('Content-Type', contentType);
+      res.writeHeader('X-Request-ID', requestId);
+      res.writeHeader('X-Trace-ID', traceId);
+      res.writeHeader('Cache-Control', FIXED_BLOCK);
+      // a route's own headers win over the limiter's and CORS defaults (as with a spread)
+      if (limit) for (const k in limit) if (!extra || !(k in extra)) res.writeHeader(k, limit[k]!);
+      if (cors) for (const k in cors) if (!extra || !(k in extra)) res.writeHeader(k, cors[k]!);
+      if (extra) for (const k in extra) if (k !== 'X-Trace-ID') res.writeHeader(k, extra[k]!);
+      if (status === 204 || status === 304) res.end();
+      else res.end(body);
     });
   }
 

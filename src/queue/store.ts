@@ -16,7 +16,7 @@ const stateNames: Record<string, UserState> = { w: 'waiting', r: 'ready', a: 'ad
 
 /** Lua status codes -> typed errors, for every script that can refuse. One table. */
 const luaStatus: Partial<Record<ScriptKey, Record<number, [ErrorCode, string]>>> = {
-  join: {
+  joinBatch: {
     1: ['DUPLICATE_REQUEST', 'already in line for this event'],
     2: ['EVENT_NOT_FOUND', 'no such event'],
     3: ['EVENT_CLOSED', 'this event is closed to new arrivals'],
@@ -160,7 +160,19 @@ function toConfig(id: string, v: unknown[]): EventConfig {
   };
 }
 
+/** at most this many joins per script call (bounds the time one call holds Redis) */
+const JOIN_BATCH_MAX = 256;
+
+interface JoinBatch {
+  eventId: string;
+  d: JoinDefaults;
+  items: { token: string; userId: string; idempotencyKey: string; resolve: (r: JoinResult) => void; reject: (e: unknown) => void }[];
+}
+
 export class QueueStore {
+  private readonly joinBatches = new Map<string, JoinBatch>();
+  private joinFlush: NodeJS.Immediate | undefined;
+
   constructor(
     readonly redis: RedisClient,
     readonly prefix: string,
@@ -185,26 +197,55 @@ export class QueueStore {
     }
   }
 
-  async join(eventId: string, token: string, userId: string, idempotencyKey: string, d: JoinDefaults): Promise<JoinResult> {
-    const k = this.keys(eventId);
-    const r = (await this.run('join', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket], k.base, [
-      token,
-      userId,
-      idempotencyKey,
-      d.livenessMs,
-      d.autoCreate ? '1' : '0',
-      d.rate,
-      d.burst,
-      d.readyWindowSec,
-      d.reconnectGraceSec,
-      d.idempotencyTtlSec,
-    ])) as unknown[];
-    const code = num(r[0]);
-    if (code === 0) return { token: String(r[1]), position: num(r[2]), created: num(r[3]) === 1 };
-    if (code === 1) {
-      throw refuse('join', 1, { waiting_token: String(r[1]), position: num(r[2]), status: stateNames[String(r[3])] ?? 'unknown' });
+  /**
+   * Joins are gathered per event (and defaults) for one event-loop turn and
+   * sent as one script call: the per-command cost in ioredis and Redis was
+   * most of a join's CPU (docs/BENCHMARKS.md). Arrival order within a batch
+   * is the order the requests reached this instance.
+   */
+  join(eventId: string, token: string, userId: string, idempotencyKey: string, d: JoinDefaults): Promise<JoinResult> {
+    const key = `${eventId}\n${d.livenessMs}|${d.autoCreate ? 1 : 0}|${d.rate}|${d.burst}|${d.readyWindowSec}|${d.reconnectGraceSec}|${d.idempotencyTtlSec}`;
+    let batch = this.joinBatches.get(key);
+    if (!batch) {
+      batch = { eventId, d, items: [] };
+      this.joinBatches.set(key, batch);
+      this.joinFlush ??= setImmediate(() => this.flushJoins());
     }
-    throw refuse('join', code);
+    const b = batch;
+    return new Promise<JoinResult>((resolve, reject) => {
+      b.items.push({ token, userId, idempotencyKey, resolve, reject });
+      if (b.items.length >= JOIN_BATCH_MAX) {
+        this.joinBatches.delete(key);
+        void this.runJoinBatch(b);
+      }
+    });
+  }
+
+  private flushJoins(): void {
+    this.joinFlush = undefined;
+    const batches = [...this.joinBatches.values()];
+    this.joinBatches.clear();
+    for (const b of batches) void this.runJoinBatch(b);
+  }
+
+  private async runJoinBatch(b: JoinBatch): Promise<void> {
+    const k = this.keys(b.eventId);
+    const { d } = b;
+    const args: (string | number)[] = [d.livenessMs, d.autoCreate ? '1' : '0', d.rate, d.burst, d.readyWindowSec, d.reconnectGraceSec, d.idempotencyTtlSec];
+    for (const it of b.items) args.push(it.token, it.userId, it.idempotencyKey);
+    let r: unknown[];
+    try {
+      r = (await this.run('joinBatch', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket], k.base, args)) as unknown[];
+    } catch (err) {
+      for (const it of b.items) it.reject(err);
+      return;
+    }
+    b.items.forEach((it, i) => {
+      const code = num(r[i * 4]);
+      if (code === 0) it.resolve({ token: String(r[i * 4 + 1]), position: num(r[i * 4 + 2]), created: num(r[i * 4 + 3]) === 1 });
+      else if (code === 1) it.reject(refuse('joinBatch', 1, { waiting_token: String(r[i * 4 + 1]), position: num(r[i * 4 + 2]), status: stateNames[String(r[i * 4 + 3])] ?? 'unknown' }));
+      else it.reject(refuse('joinBatch', code));
+    });
   }
 
   /** livenessMs > 0 refreshes the user's liveness (a poll is a heartbeat). */

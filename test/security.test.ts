@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair, type JWK, type KeyLike } from 'jose';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
 import { loadConfig, ConfigError } from '../src/config.js';
+import { PAGE_CSP } from '../src/http/static.js';
 import { call, sleep, spawnGateway, startInProcessGateway, startRedis, waitFor, type InProcessGateway, type Reply } from './helpers/harness.js';
 import { connect } from './helpers/ws-client.js';
 
@@ -467,6 +468,15 @@ describe('CORS and headers', () => {
     expect(pre.headers.get('access-control-allow-methods')).toContain('POST');
     expect(pre.headers.get('access-control-allow-headers')).toContain('Idempotency-Key');
     for (const h of ['x-content-type-options', 'x-frame-options', 'referrer-policy', 'content-security-policy']) expect(ok.headers.get(h)).toBeTruthy();
+    // exact values, each once (fetch joins a repeated header with ", "); a route's own policy replaces the default
+    expect(ok.headers.get('cache-control')).toBe('no-store');
+    expect(ok.headers.get('x-frame-options')).toBe('DENY');
+    expect(ok.headers.get('strict-transport-security')).toBe('max-age=31536000');
+    const jwks = await call(gw.url, 'GET', '/.well-known/jwks.json');
+    expect(jwks.headers.get('cache-control')).toBe('public, max-age=300');
+    const page = await fetch(`${gw.url}/`);
+    expect(page.headers.get('content-security-policy')).toBe(PAGE_CSP);
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
     expect(() => loadConfig({ CORS_ALLOW_ORIGINS: '*,https://a.example' })).toThrow(/CORS_ALLOW_ORIGINS/);
     const huge = await call(gw.url, 'GET', '/version', undefined, { 'x-request-id': 'a'.repeat(9000) });
     expectError(huge, 431, 'HEADER_TOO_LARGE');

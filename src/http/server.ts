@@ -109,7 +109,7 @@ const FIXED_HEADERS: ReadonlyArray<[string, string]> = [['Cache-Control', 'no-st
 const FIXED_BLOCK = FIXED_HEADERS.slice(1)
   .map(([k, v]) => `${k}: ${v}`)
   .reduce((acc, line) => `${acc}\r\n${line}`, FIXED_HEADERS[0]![1]);
-const FIXED_NAMES = new Set(SECURITY_HEADERS.map(([k]) => k));
+const FIXED_NAMES = new Set(FIXED_HEADERS.map(([k]) => k));
 const overridesFixed = (h: Readonly<Record<string, string>> | undefined): boolean => {
   if (!h) return false;
   for (const k in h) if (FIXED_NAMES.has(k)) return true;
@@ -180,7 +180,7 @@ export class HttpServer {
       const cors = this.corsHeaders(origin);
       if (!methods.length) {
         const { span, traceId } = serverSpan('OPTIONS', 'unmatched', req.getHeader('traceparent') || undefined, requestId);
-        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, traceId), 'application/json', { 'X-Trace-ID': traceId }, requestId);
+        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, traceId), 'application/json', requestId, [{ 'X-Trace-ID': traceId }]);
         span.end();
         return;
       }
@@ -192,7 +192,7 @@ export class HttpServer {
           'Access-Control-Max-Age': '600',
         });
       }
-      this.write(res, { aborted: false }, 204, '', 'text/plain', headers, requestId);
+      this.write(res, { aborted: false }, 204, '', 'text/plain', requestId, [headers]);
     });
     this.app.any('/*', (res, req) => {
       res.onAborted(() => undefined);
@@ -204,7 +204,7 @@ export class HttpServer {
       const code: ErrorCode = allowed.length ? 'METHOD_NOT_ALLOWED' : 'NOT_FOUND';
       const headers: Record<string, string> = allowed.length ? { Allow: [...new Set(allowed)].join(', ') } : {};
       const body = errorBody(code, allowed.length ? `method not allowed; use ${headers.Allow}` : `no route for ${path}`, traceId);
-      this.write(res, { aborted: false }, status, body, 'application/json', { ...headers, 'X-Trace-ID': traceId }, requestId, req.getCaseSensitiveMethod() === 'HEAD');
+      this.write(res, { aborted: false }, status, body, 'application/json', requestId, [headers, { 'X-Trace-ID': traceId }], req.getCaseSensitiveMethod() === 'HEAD');
       span.setAttribute('http.response.status_code', status);
       span.end();
       this.opts.metrics.httpRequests.inc({ method: req.getCaseSensitiveMethod(), route: 'unmatched', status_code: status });
@@ -339,7 +339,7 @@ export class HttpServer {
 
     let limitHeaders: Record<string, string> | undefined;
     const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
-      this.writeReply(res, state, status, body, contentType, requestId, traceId, limitHeaders, cors, extra);
+      this.write(res, state, status, body, contentType, requestId, [limitHeaders, cors, extra, { 'X-Trace-ID': traceId }]);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const rm = this.metricsFor(method, route, status);
       rm.inc();
@@ -431,61 +431,38 @@ export class HttpServer {
     });
   }
 
-  /** A route's answer: fixed headers as one block unless the route overrides one of them. */
-  private writeReply(
-    res: UWS.HttpResponse,
-    state: { aborted: boolean },
-    status: number,
-    body: string,
-    contentType: string,
-    requestId: string,
-    traceId: string,
-    limit: Readonly<Record<string, string>> | undefined,
-    cors: Readonly<Record<string, string>> | undefined,
-    extra: Readonly<Record<string, string>> | undefined,
-  ): void {
-    if (overridesFixed(extra) || overridesFixed(cors)) {
-      this.write(res, state, status, body, contentType, { ...limit, ...cors, ...extra, 'X-Trace-ID': traceId }, requestId);
-      return;
-    }
-    if (state.aborted) return;
-    state.aborted = true; // a response is written once
-    res.cork(() => {
-      res.writeStatus(statusLine(status));
-      res.writeHeader('Content-Type', contentType);
-      res.writeHeader('X-Request-ID', requestId);
-      res.writeHeader('X-Trace-ID', traceId);
-      res.writeHeader('Cache-Control', FIXED_BLOCK);
-      // a route's own headers win over the limiter's and CORS defaults (as with a spread)
-      if (limit) for (const k in limit) if (!extra || !(k in extra)) res.writeHeader(k, limit[k]!);
-      if (cors) for (const k in cors) if (!extra || !(k in extra)) res.writeHeader(k, cors[k]!);
-      if (extra) for (const k in extra) if (k !== 'X-Trace-ID') res.writeHeader(k, extra[k]!);
-      if (status === 204 || status === 304) res.end();
-      else res.end(body);
-    });
-  }
-
+  /**
+   * Writes one response. Header groups are written in order, a later group's
+   * value winning over an earlier one's (as an object spread would); the
+   * fixed headers go out as one block unless a group overrides one of them
+   * (the page sets its own Content-Security-Policy).
+   */
   private write(
     res: UWS.HttpResponse,
     state: { aborted: boolean },
     status: number,
     body: string,
     contentType: string,
-    extra: Readonly<Record<string, string>> | undefined,
     requestId: string,
+    groups: ReadonlyArray<Readonly<Record<string, string>> | undefined>,
     /** HEAD (and 204/304): headers only, never a body (a body would mis-frame the next response on the connection) */
     noBody = false,
   ): void {
     if (state.aborted) return;
     state.aborted = true; // a response is written once
+    const laterHas = (i: number, k: string): boolean => {
+      for (let j = i + 1; j < groups.length; j++) if (groups[j] && k in groups[j]!) return true;
+      return false;
+    };
     res.cork(() => {
       res.writeStatus(statusLine(status));
       res.writeHeader('Content-Type', contentType);
       res.writeHeader('X-Request-ID', requestId);
-      res.writeHeader('Cache-Control', 'no-store');
-      // a route may set its own policy (the page needs scripts and sockets; JSON needs nothing)
-      for (const [k, v] of SECURITY_HEADERS) if (!extra || !(k in extra)) res.writeHeader(k, v);
-      if (extra) for (const k in extra) res.writeHeader(k, extra[k]!);
+      if (!groups.some(overridesFixed)) res.writeHeader('Cache-Control', FIXED_BLOCK);
+      else for (const [k, v] of FIXED_HEADERS) if (!laterHas(-1, k)) res.writeHeader(k, v);
+      groups.forEach((g, i) => {
+        if (g) for (const k in g) if (!laterHas(i, k)) res.writeHeader(k, g[k]!);
+      });
       // endWithoutBody does not finish the response in this uWS build (it stays open and
       // the connection stalls): an empty body frames correctly for HEAD, 204 and 304
       if (noBody || status === 204 || status === 304) res.end();

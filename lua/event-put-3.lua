@@ -9,8 +9,11 @@
   every field from the caller, who fills defaults)
 
   The bucket is first settled at the old rate up to now, so a new rate only
-  applies from now on. A changed rate drops the outflow history: the old rate no longer predicts
-  anything, and the configured rate is the ETA prior until new data arrives.
+  applies from now on. A changed rate drops the outflow history (promotions
+  p: and busy time b:): the old rate no longer predicts anything, and the
+  configured rate is the ETA prior until new data arrives. Joins (j:) and
+  give-ups (a:) are kept: how people behave does not change with the rate,
+  and dropping only the joins would read every later give-up as most of the line.
   A lowered burst clamps the stored tokens so the hard bound holds at once.
 
   Returns {created(0|1), rate, burst, ready_window_sec, reconnect_grace_sec, state, created_ms, updated_ms}
@@ -46,7 +49,13 @@ for i, f in ipairs(fields) do
 end
 redis.call('HSET', KEYS[1], 'updated_ms', now)
 if created == 0 and ARGV[3] ~= '' and tonumber(ARGV[3]) ~= tonumber(cur[1]) then
-  redis.call('DEL', KEYS[3])
+  local fields = redis.call('HKEYS', KEYS[3])
+  for _, f in ipairs(fields) do
+    local kind = string.sub(f, 1, 2)
+    if kind == 'p:' or kind == 'b:' then
+      redis.call('HDEL', KEYS[3], f)
+    end
+  end
 end
 if ARGV[4] ~= '' then
   local t = tonumber(redis.call('HGET', KEYS[2], 'tokens') or '0')

@@ -121,7 +121,7 @@ redis.call('HSET', KEYS[2], 'tokens', string.format('%.17g', tokens), 'ts', now)
 
 -- 4. outflow over 1/5/15 minute windows (10 s buckets), weighted 0.5/0.3/0.2;
 --    buckets older than 15 minutes are dropped here (at most ~90 fields live).
-local P, A, B = {0, 0, 0}, {0, 0, 0}, {0, 0, 0}
+local P, A, B, J = {0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}
 local spans = {6, 30, 90}
 local h = redis.call('HGETALL', K.hist)
 for i = 1, #h, 2 do
@@ -134,7 +134,7 @@ for i = 1, #h, 2 do
     local v = tonumber(h[i + 1])
     for w = 1, 3 do
       if age < spans[w] then
-        if kind == 'p' then P[w] = P[w] + v elseif kind == 'a' then A[w] = A[w] + v else B[w] = B[w] + v end
+        if kind == 'p' then P[w] = P[w] + v elseif kind == 'a' then A[w] = A[w] + v elseif kind == 'j' then J[w] = J[w] + v else B[w] = B[w] + v end
       end
     end
   end
@@ -149,9 +149,14 @@ for w = 1, 3 do
   r[w] = math.min(rate, (P[w] + rate * 10) / (B[w] / 1000 + 10))
 end
 local rw = 0.5 * r[1] + 0.3 * r[2] + 0.2 * r[3]
--- Share of people ahead who will actually take a slot (the rest abandon);
--- a pseudo-count of 5 promotions keeps it at 1 until there is evidence.
-local share = (P[3] + 5) / (P[3] + A[3] + 5)
+-- Share of people ahead who will actually take a slot: one minus the share
+-- of joiners (last 15 minutes) who gave up while waiting. Per person, not
+-- per exit: promotions are capped by the rate while give-ups follow the
+-- arrivals, so during an arrival burst give-ups outnumber promotions and an
+-- exit ratio (tried first) read ~half the line as leaving (bench: ETAs at
+-- join 18 % short). Give-ups lag the joins they come from, so this errs
+-- long, not short. A pseudo-count of 5 joins keeps it at 1 without data.
+local share = math.max(0.05, 1 - A[3] / (J[3] + 5))
 local n15 = P[3] + A[3]
 local agreement = 1
 if r[3] > 0 then

@@ -277,6 +277,28 @@ describe('enter', () => {
   });
 });
 
+describe('ETA parameters', () => {
+  it('the share who take their slot is per joiner (not per exit), and survives a rate change that drops the rate history', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'eta-share';
+    await store.putEvent(ev, { rate: 10, burst: 10, readyWindowSec: 60, reconnectGraceSec: 30, state: 'open' });
+    const joined = await Promise.all(Array.from({ length: 100 }, () => store.join(ev, newWaitingToken(ev), '', '', defaults())));
+    // 20 of 100 give up while waiting; 10 are promoted: an exit ratio would say 1/3 leave
+    for (const j of joined.slice(60, 80)) await store.leave(j.token);
+    clock.now += 1000;
+    const first = await tick(store, ev);
+    expect(first.promoted).toHaveLength(10);
+    expect(first.eta.share).toBeCloseTo(1 - 20 / 105, 6);
+    expect(first.eta.rate).toBe(10);
+    await store.putEvent(ev, { rate: 5 });
+    clock.now += 1000;
+    const after = await tick(store, ev);
+    expect(after.eta.share).toBeCloseTo(1 - 20 / 105, 6);
+    // promotions and busy time at the old rate are gone: the new rate is the prior
+    expect(after.eta.rw).toBe(5);
+  });
+});
+
 describe('ticker lease', () => {
   it('only the holder ticks; another instance takes over once it lapses or is released', async () => {
     const { store, clock } = virtualStore();

@@ -235,7 +235,7 @@ export class QueueStore {
     for (const it of b.items) args.push(it.token, it.userId, it.idempotencyKey);
     let r: unknown[];
     try {
-      r = (await this.run('joinBatch', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket], k.base, args)) as unknown[];
+      r = (await this.run('joinBatch', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket, k.hist], k.base, args)) as unknown[];
     } catch (err) {
       for (const it of b.items) it.reject(err);
       return;

@@ -10,6 +10,8 @@
   KEYS[4] live    ZSET token -> liveness deadline (ms)
   KEYS[5] stats   counters hash
   KEYS[6] bucket  token bucket hash (initialised when the event is auto-created)
+  KEYS[7] hist    outflow history (10 s buckets): joins counted here as j:<bucket>,
+                  for the ETA's share of joiners who give up (tick-11.lua)
 
   ARGV[1]  base key prefix, e.g. "wr:{ev:concert}:" (for per-user keys in the same slot)
   ARGV[2]  now override in ms ("" = Redis TIME)
@@ -93,10 +95,17 @@ local function joinOne(tok, uid, ikey)
 end
 
 local out = {}
+local joined = 0
 for i = 10, #ARGV - 2, 3 do
   local r = joinOne(ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  if r[1] == 0 then
+    joined = joined + 1
+  end
   for j = 1, 4 do
     out[#out + 1] = r[j]
   end
+end
+if joined > 0 then
+  redis.call('HINCRBY', KEYS[7], 'j:' .. math.floor(now / 10000), joined)
 end
 return out

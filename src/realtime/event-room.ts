@@ -99,7 +99,7 @@ export class EventRoom {
     }
     let rank = s.rank;
     // exits already applied to everyone else but not yet reflected in this read
-    for (const [xs, seq] of this.recent) if (xs > s.xseq && seq < s.seq) rank--;
+    for (let i = this.firstExitAfter(s.xseq); i < this.recent.length; i++) if (this.recent[i]![1] < s.seq) rank--;
     const ready = s.state === 'ready';
     const user: LocalUser = {
       token: s.token,
@@ -133,6 +133,23 @@ export class EventRoom {
     this.sortedDirty = true;
     this.o.metrics.attachedUsers.inc();
     return user;
+  }
+
+  /**
+   * Index of the first remembered exit with a sequence number above xs.
+   * `recent` is in exit order, and a fresh read is usually only a few exits
+   * behind: a binary search instead of a scan of up to RECENT_EXITS_MAX
+   * entries per attach (the scan showed up in the launch-flow profile).
+   */
+  private firstExitAfter(xs: number): number {
+    let lo = 0;
+    let hi = this.recent.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.recent[mid]![0] > xs) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 
   remove(u: LocalUser): void {
@@ -316,7 +333,7 @@ export class EventRoom {
     // the read was in flight: the read does not reflect them, so take them off
     // (as add() does); exits still in flight are applied later since x0 covers
     // only what the read and this room have seen.
-    const later = this.recent.filter(([xs]) => xs > xseq);
+    const later = this.recent.slice(this.firstExitAfter(xseq));
     tokens.forEach((t, i) => {
       const u = this.users.get(t);
       if (!u) return;

@@ -363,6 +363,7 @@ async function main(): Promise<void> {
         rows.push({ scenario: sc5, metric: 'back with right position / wrong / failed', value: `${st.right_position} / ${st.wrong_position} / ${st.failed}` });
         rows.push({ scenario: sc5, metric: 'all back, right position, after ms', value: st.all_back_right_after_ms ?? 'not all', target: '<= 20000', pass: st.all_back_right_after_ms !== null && st.all_back_right_after_ms! <= 20_000 });
         rows.push({ scenario: sc5, metric: 'reconnect p50 / p99 ms (retries)', value: `${st.reconnect_p50_ms} / ${st.reconnect_p99_ms} (${st.retries})` });
+        rows.push({ scenario: sc5, metric: 'failed attempts by reason', value: Object.entries((m.storm as { retry_reasons?: Record<string, number> }).retry_reasons ?? {}).map(([k, v]) => `${k}: ${v}`).join(', ') || 'none' });
         rows.push({ scenario: sc5, metric: 'in line after (expected)', value: `${st.in_line_after} (${instances * perInstance})`, pass: st.in_line_after === instances * perInstance });
       } catch (err) {
         say(`multi failed: ${(err as Error).message}`);

@@ -24,6 +24,11 @@ let welcomeAt: number[] = [];
 let welcomePos: number[] = [];
 let closes = 0;
 let retries = 0;
+/** why connection attempts failed during the storm: "close <code>", "error <code>" */
+let reasons: Record<string, number> = {};
+const noteReason = (r: string): void => {
+  if (storming) reasons[r] = (reasons[r] ?? 0) + 1;
+};
 
 const send = (m: unknown): void => void process.send?.(m);
 
@@ -41,9 +46,13 @@ function open(i: number, onWelcome: () => void, onFail: () => void): void {
     failedOnce = true;
     onFail();
   };
-  ws.on('error', fail);
-  ws.on('close', () => {
+  ws.on('error', (err: NodeJS.ErrnoException) => {
+    if (!welcomed && !failedOnce) noteReason(`error ${err.code ?? err.message.slice(0, 40)}`);
+    fail();
+  });
+  ws.on('close', (code: number) => {
     closes++;
+    if (!welcomed && !failedOnce) noteReason(`close ${code}`);
     fail();
   });
   ws.on('message', (data: Buffer) => {
@@ -131,6 +140,7 @@ process.on('message', (m: In) => {
   } else if (m.kind === 'storm') {
     storming = true;
     retries = 0;
+    reasons = {};
     welcomeAt = new Array<number>(sockets.length).fill(0);
     welcomePos = new Array<number>(sockets.length).fill(-1);
     const before = [...pos];
@@ -141,7 +151,7 @@ process.on('message', (m: In) => {
       if (finished) return;
       finished = true;
       storming = false;
-      send({ kind: 'storm', t0, welcomed, failed, retries, welcomeAt, welcomePos, before });
+      send({ kind: 'storm', t0, welcomed, failed, retries, reasons, welcomeAt, welcomePos, before });
     };
     connectAll(false, finish);
     setTimeout(() => finish(welcomeAt.filter((t) => t > 0).length, -1), 60_000);

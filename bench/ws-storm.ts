@@ -135,7 +135,9 @@ export async function runMulti(o: MultiOptions): Promise<Record<string, unknown>
     if (o.storm) {
       // the truth after the rounds: rank in Redis (paused event: nothing moves during the storm)
       const q = eventKeys(PREFIX, EVENT).q;
-      const storms = workers.map((x) => onceMsg<{ t0: number; welcomed: number; failed: number; retries: number; welcomeAt: number[]; welcomePos: number[]; before: number[] }>(x.w, 'storm'));
+      const storms = workers.map((x) =>
+        onceMsg<{ t0: number; welcomed: number; failed: number; retries: number; reasons: Record<string, number>; welcomeAt: number[]; welcomePos: number[]; before: number[] }>(x.w, 'storm'),
+      );
       const sent = Date.now();
       workers.forEach((x) => x.w.send({ kind: 'storm' }));
       const res = await Promise.all(storms);
@@ -160,6 +162,10 @@ export async function runMulti(o: MultiOptions): Promise<Record<string, unknown>
         welcomed_again: res.reduce((a, r) => a + r.welcomed, 0),
         failed: res.reduce((a, r) => a + Math.max(0, r.failed), 0),
         retries: res.reduce((a, r) => a + r.retries, 0),
+        retry_reasons: res.reduce<Record<string, number>>((a, r) => {
+          for (const [k, v] of Object.entries(r.reasons)) a[k] = (a[k] ?? 0) + v;
+          return a;
+        }, {}),
         right_position: right,
         wrong_position: wrong,
         all_back_right_after_ms: right === total ? lastRight - sent : null,

@@ -45,7 +45,8 @@ const clusterMode = process.argv.includes('--cluster');
 const only = (process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? []).filter(Boolean);
 const want = (s: string): boolean => only.length === 0 || only.includes(s);
 const P = quick
-  ? { dur: 5, warm: 1, conns: 64, pollUsers: 2000, flowUsers: 2000, flowArrival: 5, flowRate: 250, ws: [1000, 5000], wsRounds: 3, multi: { instances: 3, perInstance: 2000 }, eta: { users: 2000, joinSec: 2, rate: 80, rateAfter: 40, limitSec: 90 } }
+  ? // about a minute and a half: every scenario once, small (the full run has the figures that matter)
+    { dur: 3, warm: 1, conns: 64, pollUsers: 1000, flowUsers: 1000, flowArrival: 3, flowRate: 250, ws: [1000], wsRounds: 2, multi: { instances: 3, perInstance: 1000 }, eta: { users: 1000, joinSec: 1, rate: 80, rateAfter: 40, limitSec: 60 } }
   : { dur: 30, warm: 3, conns: 64, pollUsers: 10000, flowUsers: 10000, flowArrival: 10, flowRate: 500, ws: [1000, 5000, 15000], wsRounds: 5, multi: { instances: 3, perInstance: 15000 }, eta: { users: 20000, joinSec: 20, rate: 150, rateAfter: 75, limitSec: 330 } };
 
 interface Row {

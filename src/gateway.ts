@@ -79,9 +79,12 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const store = new QueueStore(redis, config.redis.keyPrefix);
   const registry = new EventRegistry(redis, config.redis.keyPrefix);
   // The subscriber may queue its SUBSCRIBE until connected (ioredis re-subscribes after a reconnect).
+  const onSubscriberError = (err: Error): void => log.warn({ err: err.message }, 'redis subscriber error');
+  // the subscriber connection: offline queue on (SUBSCRIBE waits for the connection), no
+  // auto-pipelining (it batched SUBSCRIBE with commands a subscriber connection refuses)
   const broker = cluster
-    ? new RedisBroker(redis, () => connectRedisCluster({ ...redisOpts, offlineQueue: true, shardedSubscriber: true }), true)
-    : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true }));
+    ? new RedisBroker(redis, () => connectRedisCluster({ ...redisOpts, offlineQueue: true, shardedSubscriber: true }), true, onSubscriberError)
+    : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, onSubscriberError);
   const admission = await AdmissionTokenIssuer.create(config.admission, config.admissionTokenTtlSec);
   const auth = UserAuth.create(config.auth);
   const ledger = new AdmissionTokenLedger(redis, config.redis.keyPrefix);

@@ -67,6 +67,7 @@ export class RedisBroker implements Broker {
     private readonly pub: RedisClient,
     private readonly makeSubscriber: () => RedisClient,
     private readonly sharded = false,
+    private readonly onError: (err: Error) => void = () => undefined,
   ) {}
 
   async publish(channel: string, msg: TickMessage): Promise<void> {
@@ -77,6 +78,8 @@ export class RedisBroker implements Broker {
   async subscribe(channel: string, onMessage: (msg: TickMessage) => void): Promise<void> {
     if (!this.subscriber) {
       this.subscriber = this.makeSubscriber();
+      // a subscriber's errors (reconnects, refused commands) are reported, never an unhandled 'error' event
+      this.subscriber.on('error', (err: Error) => this.onError(err));
       const deliver = (ch: Buffer, data: Buffer): void => {
         const h = this.handlers.get(ch.toString());
         if (h) h(unpack(data) as TickMessage);

@@ -153,7 +153,7 @@ local rw = 0.5 * r[1] + 0.3 * r[2] + 0.2 * r[3]
 -- of joiners (last 15 minutes) who gave up while waiting. Per person, not
 -- per exit: promotions are capped by the rate while give-ups follow the
 -- arrivals, so during an arrival burst give-ups outnumber promotions and an
--- exit ratio (tried first) read ~half the line as leaving (bench: ETAs at
+-- exit ratio (the rule before this one) read ~half the line as leaving (bench: ETAs at
 -- join 18 % short). Give-ups lag the joins they come from, so this errs
 -- long, not short. A pseudo-count of 5 joins keeps it at 1 without data.
 local share = math.max(0.05, 1 - A[3] / (J[3] + 5))

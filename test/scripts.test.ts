@@ -213,11 +213,12 @@ describe('duplicate joins', () => {
       return [...info.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     };
     const before = await scriptCalls();
+    const dflt = defaults(); // one defaults object, as the route passes it: joins sharing it are batched
     const calls = Array.from({ length: 300 }, (_, i) => {
       // 0 and 5 share an Idempotency-Key, 1 and 7 a user id; 300 > one batch (256)
       const key = i === 0 || i === 5 ? 'key-batch-0001' : '';
       const user = i === 1 || i === 7 ? 'dora' : '';
-      return store.join(ev, newWaitingToken(ev), user, key, defaults()).then(
+      return store.join(ev, newWaitingToken(ev), user, key, dflt).then(
         (r) => ({ ok: true as const, r }),
         (e: AppError) => ({ ok: false as const, e }),
       );

@@ -806,7 +806,7 @@ const SCHEMAS: Record<string, Json> = {
             },
             ['configured', 'weighted', '1m', '5m', '15m'],
           ),
-          promote_share: num('share of promoted users who take their slot'),
+          promote_share: num('share of joiners (last 15 minutes) who take their slot rather than give up while waiting'),
           eta_confidence: num('ETA confidence', { minimum: 0, maximum: 1 }),
           ticker_instance: { type: ['string', 'null'], description: 'instance holding the ticker lease' },
         },

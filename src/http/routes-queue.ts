@@ -3,7 +3,7 @@ import { AppError } from '../errors.js';
 import { EVENT_ID_RE } from '../queue/keys.js';
 import { newWaitingToken, tokenEvent } from '../queue/token.js';
 import { estimate } from '../queue/eta.js';
-import type { QueueStore, StatusSnapshot } from '../queue/store.js';
+import type { JoinDefaults, QueueStore, StatusSnapshot } from '../queue/store.js';
 import type { EventRegistry } from '../queue/registry.js';
 import type { AdmissionTokenIssuer } from '../auth/admission-token.js';
 import type { Realtime } from '../realtime/realtime.js';
@@ -84,14 +84,26 @@ function placeJson(eventId: string, eventState: string, status: string, waitingT
   );
 }
 
-export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): string | Record<string, unknown> {
+export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): string {
   const waitingTime = Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000));
   if (s.state === 'waiting' || s.state === 'ready') {
     return placeJson(s.eventId, s.eventState, s.state, waitingTime, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs);
   }
   // admitted: the user is through; position and ETA are final.
-  const base = { event_id: s.eventId, event_state: s.eventState, status: s.state, waiting_time: waitingTime };
-  return { ...base, position: 0, people_ahead: 0, eta_sec: 0, eta_low: 0, eta_high: 0, confidence: 1, ready_for_entry: false, poll_after_ms: 0 };
+  return JSON.stringify({
+    event_id: s.eventId,
+    event_state: s.eventState,
+    status: s.state,
+    waiting_time: waitingTime,
+    position: 0,
+    people_ahead: 0,
+    eta_sec: 0,
+    eta_low: 0,
+    eta_high: 0,
+    confidence: 1,
+    ready_for_entry: false,
+    poll_after_ms: 0,
+  });
 }
 
 /** The same body, from this instance's memory (exact as of the last tick message). */
@@ -104,6 +116,16 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
   const q = d.config.queue;
   const livenessMs = q.pollTimeoutSec * 1000;
   const op = (operation: string, status: string): void => d.metrics.queueOps.inc({ operation, status });
+  // one object for every join: the store batches joins that share it
+  const joinDefaults: JoinDefaults = {
+    autoCreate: q.autoCreateEvents,
+    rate: q.defaultRate,
+    burst: q.defaultBurst,
+    readyWindowSec: q.readyWindowSec,
+    reconnectGraceSec: q.reconnectGraceSec,
+    livenessMs,
+    idempotencyTtlSec: q.idempotencyTtlSec,
+  };
 
   http.route(
     'POST',
@@ -138,15 +160,7 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
       const scopedIdem = idem ? createHash('sha256').update(`${idem}\n${userId ? `u:${userId}` : `ip:${req.clientIp}`}`).digest('base64url') : '';
       if (q.autoCreateEvents) await d.registry.register(eventId);
       try {
-        const r = await d.store.join(eventId, newWaitingToken(eventId), userId, scopedIdem, {
-          autoCreate: q.autoCreateEvents,
-          rate: q.defaultRate,
-          burst: q.defaultBurst,
-          readyWindowSec: q.readyWindowSec,
-          reconnectGraceSec: q.reconnectGraceSec,
-          livenessMs,
-          idempotencyTtlSec: q.idempotencyTtlSec,
-        });
+        const r = await d.store.join(eventId, newWaitingToken(eventId), userId, scopedIdem, joinDefaults);
         op('join', 'ok');
         if (r.created) d.log.info({ event_id: eventId }, 'event auto-created on first join');
         return { status: 202, body: { waiting_token: r.token, position_hint: r.position, status: 'waiting' } };

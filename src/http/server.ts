@@ -180,7 +180,7 @@ export class HttpServer {
       const cors = this.corsHeaders(origin);
       if (!methods.length) {
         const { span, traceId } = serverSpan('OPTIONS', 'unmatched', req.getHeader('traceparent') || undefined, requestId);
-        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, traceId), 'application/json', requestId, [{ 'X-Trace-ID': traceId }]);
+        this.write(res, { aborted: false }, 404, errorBody('NOT_FOUND', `no route for ${path}`, traceId), 'application/json', requestId, traceId, []);
         span.end();
         return;
       }
@@ -192,7 +192,7 @@ export class HttpServer {
           'Access-Control-Max-Age': '600',
         });
       }
-      this.write(res, { aborted: false }, 204, '', 'text/plain', requestId, [headers]);
+      this.write(res, { aborted: false }, 204, '', 'text/plain', requestId, undefined, [headers]);
     });
     this.app.any('/*', (res, req) => {
       res.onAborted(() => undefined);
@@ -204,7 +204,7 @@ export class HttpServer {
       const code: ErrorCode = allowed.length ? 'METHOD_NOT_ALLOWED' : 'NOT_FOUND';
       const headers: Record<string, string> = allowed.length ? { Allow: [...new Set(allowed)].join(', ') } : {};
       const body = errorBody(code, allowed.length ? `method not allowed; use ${headers.Allow}` : `no route for ${path}`, traceId);
-      this.write(res, { aborted: false }, status, body, 'application/json', requestId, [headers, { 'X-Trace-ID': traceId }], req.getCaseSensitiveMethod() === 'HEAD');
+      this.write(res, { aborted: false }, status, body, 'application/json', requestId, traceId, [headers], req.getCaseSensitiveMethod() === 'HEAD');
       span.setAttribute('http.response.status_code', status);
       span.end();
       this.opts.metrics.httpRequests.inc({ method: req.getCaseSensitiveMethod(), route: 'unmatched', status_code: status });
@@ -339,7 +339,7 @@ export class HttpServer {
 
     let limitHeaders: Record<string, string> | undefined;
     const done = (status: number, body: string, contentType: string, extra?: Readonly<Record<string, string>>): void => {
-      this.write(res, state, status, body, contentType, requestId, [limitHeaders, cors, extra, { 'X-Trace-ID': traceId }]);
+      this.write(res, state, status, body, contentType, requestId, traceId, [limitHeaders, cors, extra]);
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const rm = this.metricsFor(method, route, status);
       rm.inc();
@@ -444,6 +444,8 @@ export class HttpServer {
     body: string,
     contentType: string,
     requestId: string,
+    /** X-Trace-ID, when the request has one */
+    traceId: string | undefined,
     groups: ReadonlyArray<Readonly<Record<string, string>> | undefined>,
     /** HEAD (and 204/304): headers only, never a body (a body would mis-frame the next response on the connection) */
     noBody = false,
@@ -458,6 +460,7 @@ export class HttpServer {
       res.writeStatus(statusLine(status));
       res.writeHeader('Content-Type', contentType);
       res.writeHeader('X-Request-ID', requestId);
+      if (traceId) res.writeHeader('X-Trace-ID', traceId);
       if (!groups.some(overridesFixed)) res.writeHeader('Cache-Control', FIXED_BLOCK);
       else for (const [k, v] of FIXED_HEADERS) if (!laterHas(-1, k)) res.writeHeader(k, v);
       groups.forEach((g, i) => {

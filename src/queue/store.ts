@@ -198,24 +198,30 @@ export class QueueStore {
   }
 
   /**
-   * Joins are gathered per event (and defaults) for one event-loop turn and
-   * sent as one script call: the per-command cost in ioredis and Redis was
-   * most of a join's CPU (docs/BENCHMARKS.md). Arrival order within a batch
-   * is the order the requests reached this instance.
+   * Joins are gathered per event for one event-loop turn and sent as one
+   * script call: the per-command cost in ioredis and Redis was most of a
+   * join's CPU (docs/BENCHMARKS.md). Arrival order within a batch is the
+   * order the requests reached this instance. Callers pass one defaults
+   * object for all joins (the route builds it once); a join with another
+   * object sends the batch gathered so far first, so order is kept.
    */
   join(eventId: string, token: string, userId: string, idempotencyKey: string, d: JoinDefaults): Promise<JoinResult> {
-    const key = `${eventId}\n${d.livenessMs}|${d.autoCreate ? 1 : 0}|${d.rate}|${d.burst}|${d.readyWindowSec}|${d.reconnectGraceSec}|${d.idempotencyTtlSec}`;
-    let batch = this.joinBatches.get(key);
+    let batch = this.joinBatches.get(eventId);
+    if (batch && batch.d !== d) {
+      this.joinBatches.delete(eventId);
+      void this.runJoinBatch(batch);
+      batch = undefined;
+    }
     if (!batch) {
       batch = { eventId, d, items: [] };
-      this.joinBatches.set(key, batch);
+      this.joinBatches.set(eventId, batch);
       this.joinFlush ??= setImmediate(() => this.flushJoins());
     }
     const b = batch;
     return new Promise<JoinResult>((resolve, reject) => {
       b.items.push({ token, userId, idempotencyKey, resolve, reject });
       if (b.items.length >= JOIN_BATCH_MAX) {
-        this.joinBatches.delete(key);
+        this.joinBatches.delete(eventId);
         void this.runJoinBatch(b);
       }
     });

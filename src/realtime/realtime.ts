@@ -157,7 +157,15 @@ export class Realtime {
 
   /** A socket that closed before its attach finished: the same as a socket closing now, unless another one holds the user. */
   closedWhileAttaching(room: EventRoom, u: LocalUser): void {
-    if (u.sockets.length > 0 || room.users.get(u.token) !== u) return;
+    if (u.sockets.length === 0 && room.users.get(u.token) === u) this.lastSocketClosed(room, u);
+  }
+
+  /**
+   * The place is kept for exactly the grace from now: set the deadline now
+   * (batched with other closes of this moment), instead of letting the last
+   * periodic refresh (grace + refresh interval) decide.
+   */
+  private lastSocketClosed(room: EventRoom, u: LocalUser): void {
     u.closedAt = Date.now();
     this.queueTouch('set', room.eventId, u.token, room.reconnectGraceMs);
   }
@@ -170,13 +178,7 @@ export class Realtime {
     if (i < 0) return;
     u.sockets.splice(i, 1);
     u.actor.send({ type: 'SOCKET_CLOSED' });
-    if (u.sockets.length === 0) {
-      u.closedAt = Date.now();
-      // The place is kept for exactly the grace from now: set the deadline now
-      // (batched with other closes of this moment), instead of letting the last
-      // periodic refresh (grace + refresh interval) decide.
-      this.queueTouch('set', eventId, token, room.reconnectGraceMs);
-    }
+    if (u.sockets.length === 0) this.lastSocketClosed(room, u);
   }
 
   private async flushPending(): Promise<void> {

@@ -10,7 +10,7 @@ import { Ticker } from './queue/ticker.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { AdmissionTokenIssuer } from './auth/admission-token.js';
 import { HttpServer } from './http/server.js';
-import { registerQueueRoutes } from './http/routes-queue.js';
+import { identify, registerQueueRoutes } from './http/routes-queue.js';
 import { registerAdminRoutes } from './http/routes-admin.js';
 import { registerHealthRoutes } from './http/routes-health.js';
 import { Realtime } from './realtime/realtime.js';
@@ -91,7 +91,9 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const rl = config.rateLimit;
   const clientLimiter = new TokenBuckets(rl.rps, rl.burst, rl.maxClients);
   const userLimiter = new TokenBuckets(rl.userRps, rl.userBurst, rl.maxClients);
-  const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics);
+  const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics, (h) =>
+    identify(auth, metrics, h, false).then((id) => id?.sub),
+  );
   // Backends: the configured gRPC services, or local simulators (development: never in production, see config).
   const sims: { stop(): Promise<void> }[] = [];
   let reservationAddress = config.backends.reservation.address;

@@ -296,6 +296,26 @@ describe('idempotency', () => {
     expect(created.filter((r) => r.headers.get('x-idempotency-cached') !== 'true')).toHaveLength(1);
   });
 
+  it('a key is scoped by the verified subject: a refreshed token replays; another user or a forged token never gets the stored response', async () => {
+    const a = await admitted('idem-scope', 'gwen');
+    const key = randomUUID();
+    const body = { event_id: 'idem-scope', seat_ids: ['D-1'], quantity: 1, reservation_token: a.reservation };
+    const post = async (jwt: string) => call(gw.url, 'POST', '/api/v1/reservations', body, { ...bearer(jwt), 'idempotency-key': key });
+    const first = await post(await userJwt('gwen', { exp: '10m' }));
+    expect(first.status, first.text).toBe(201);
+    // a different JWT string for the same user (as after a token refresh): the stored answer, not a second execution
+    const refreshed = await post(await userJwt('gwen', { exp: '20m' }));
+    expect(refreshed.status, refreshed.text).toBe(201);
+    expect(refreshed.headers.get('x-idempotency-cached')).toBe('true');
+    expect(refreshed.body).toEqual(first.body);
+    // another user with the same key and body runs on their own (and is refused: the admission token is gwen's)
+    const other = await post(await userJwt('hank'));
+    expectError(other, 403, 'FORBIDDEN', 'wrong_user');
+    expect(other.headers.get('x-idempotency-cached')).toBeNull();
+    // a token for gwen that does not verify is 401 before any stored response is looked up
+    expectError(await post(await userJwt('gwen', { key: new TextEncoder().encode('another-secret-of-at-least-32-bytes!!') })), 401, 'UNAUTHORIZED');
+  });
+
   it('enter honours Idempotency-Key: a retry gets the same reservation token instead of ALREADY_ADMITTED', async () => {
     const jwt = await userJwt('fred');
     const j = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'idem-enter' }, bearer(jwt));

@@ -10,9 +10,11 @@ import type { Handler, HttpReply, HttpRequest } from './server.js';
 // replays the stored response (X-Idempotency-Cached: true); the same key with
 // a different request is 409 IDEMPOTENCY_CONFLICT; while the first request is
 // still running, 409 too, never a second execution (atomic claim in Lua).
-// Keys are scoped by route and caller (the Authorization header, or the
-// client address when anonymous), so two users cannot collide or read each
-// other's responses. 5xx outcomes are not stored: a retry runs again.
+// Keys are scoped by route and caller: the verified JWT subject (so a retry
+// with a refreshed token still replays), or the client address when
+// anonymous. Two users cannot collide or read each other's responses, and a
+// token that does not verify never reaches a stored response. 5xx outcomes
+// are not stored: a retry runs again.
 
 const KEY_RE = /^[A-Za-z0-9_-]{8,128}$/;
 const sha = (s: string | Buffer): string => createHash('sha256').update(s).digest('base64url');
@@ -24,6 +26,8 @@ export class Idempotency {
     private readonly ttlMs: number,
     private readonly inflightMs: number,
     private readonly metrics: Metrics,
+    /** the verified subject of an Authorization header (undefined without one); throws 401 when it does not verify */
+    private readonly subjectOf: (authorization: string | undefined) => Promise<string | undefined>,
   ) {}
 
   wrap(handler: Handler, o: { required: boolean }): Handler {
@@ -34,7 +38,8 @@ export class Idempotency {
         return handler(req);
       }
       if (!KEY_RE.test(key)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
-      const scope = sha(`${req.route}\n${req.headers.authorization ?? `ip:${req.clientIp}`}`);
+      const sub = await this.subjectOf(req.headers.authorization);
+      const scope = sha(`${req.route}\n${sub !== undefined ? `u:${sub}` : `ip:${req.clientIp}`}`);
       const recordKey = `${this.prefix}idem:${scope}:${sha(key)}`;
       const fp = sha(`${req.method}\n${req.path}\n${req.rawQuery}\n${req.body?.toString('utf8') ?? ''}`);
       const owner = randomBytes(12).toString('base64url');

@@ -708,19 +708,24 @@ async function runCommands(cfg: RunConfig, cmds: Cmd[]): Promise<void> {
 
 describe('queue scripts: model-based property', () => {
   it('every random command sequence keeps one order, one state per user, a ready prefix, positions 1..n, the bucket bound and the model', async () => {
-    await fc.assert(
-      fc.asyncProperty(configArb, fc.array(cmdArb(MIX), { maxLength: 60, size: 'max' }), (cfg, cmds) => runCommands(cfg, cmds)),
-      { numRuns: 100 },
-    );
-    // not vacuous: the generated sequences reached every interesting path
+    // not vacuous: the generated sequences must reach every interesting path.
+    // Some paths are exact-millisecond edges that 100 random sequences miss
+    // now and then; more batches of 100 are run (at most 5) until all were
+    // reached, so the check stays random without failing by chance.
     const paths = ['join ok', 'join closed', 'enter ok', 'enter after the window', 'enter at the deadline', 'leave from line', 'tick promoted', 'tick ready_timeout', 'tick liveness'];
     paths.push('tick after rate change', 'tick at a ready deadline', 'tick at a liveness deadline', 'cleanup removed', 'cleanup at the cutoff');
+    for (let batch = 0; batch < 5 && (batch === 0 || paths.some((w) => !seen[w])); batch++) {
+      await fc.assert(
+        fc.asyncProperty(configArb, fc.array(cmdArb(MIX), { maxLength: 60, size: 'max' }), (cfg, cmds) => runCommands(cfg, cmds)),
+        { numRuns: 100 },
+      );
+    }
     for (const what of paths) {
       expect(seen[what] ?? 0, what).toBeGreaterThan(0);
     }
     expect(Object.keys(seen).filter((w) => w.startsWith('join dup by key')).length).toBeGreaterThan(0);
     expect(Object.keys(seen).filter((w) => w.startsWith('join dup by user')).length).toBeGreaterThan(0);
-  }, 120_000);
+  }, 300_000);
 
   it('token bucket under frequent rate changes: exact promotions and promotions <= burst + ∫ rate dt over every window', async () => {
     await fc.assert(

@@ -28,24 +28,48 @@ export interface LocalCluster {
   stop(): Promise<void>;
 }
 
-async function startNode(): Promise<LocalNode> {
+/**
+ * One cluster node on free ports. The cluster bus port is chosen too: the
+ * default (port + 10000) is past 65535 for a third of the kernel's ephemeral
+ * range and may be taken by another socket, and either makes redis-server
+ * exit at start (seen once in a CI run). A port taken between choosing and
+ * binding is retried with new ports.
+ */
+async function startNode(attempt = 1): Promise<LocalNode> {
   const port = await freePort();
+  let busPort = await freePort();
+  while (busPort === port) busPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'wr-cluster-'));
   const proc = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '1500', '--cluster-replica-validity-factor', '0', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-allow-reads-when-down', 'no'],
+    // prettier-ignore
+    ['--port', String(port), '--cluster-port', String(busPort), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '1500', '--cluster-replica-validity-factor', '0', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-allow-reads-when-down', 'no'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('redis-server (cluster node) did not start')), 10_000);
-    proc.stdout!.on('data', (b: Buffer) => {
-      if (b.toString().includes('Ready to accept connections')) {
+  let output = '';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`redis-server (cluster node) did not start:\n${output}`)), 10_000);
+      const onData = (b: Buffer): void => {
+        if (output.length < 8192) output += b.toString();
+        if (output.includes('Ready to accept connections')) {
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      proc.stdout!.on('data', onData);
+      proc.stderr!.on('data', onData);
+      proc.once('exit', (c) => {
         clearTimeout(t);
-        resolve();
-      }
+        reject(new Error(`cluster node on ${port} (bus ${busPort}) exited ${c}:\n${output.slice(-2000)}`));
+      });
     });
-    proc.once('exit', (c) => reject(new Error(`cluster node exited ${c}`)));
-  });
+  } catch (err) {
+    proc.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    if (attempt < 3) return startNode(attempt + 1);
+    throw err;
+  }
   proc.removeAllListeners('exit');
   return { port, proc, dir };
 }
@@ -67,7 +91,17 @@ async function clusterOk(port: number): Promise<boolean> {
 }
 
 export async function startCluster(): Promise<LocalCluster> {
-  const nodes = await Promise.all(Array.from({ length: 6 }, startNode));
+  const started = await Promise.allSettled(Array.from({ length: 6 }, () => startNode()));
+  const nodes = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    // never leave the nodes that did start running behind a failed start
+    for (const n of nodes) {
+      n.proc.kill('SIGKILL');
+      rmSync(n.dir, { recursive: true, force: true });
+    }
+    throw failed.reason;
+  }
   execFileSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], { stdio: 'ignore', timeout: 30_000 });
   for (let i = 0; ; i++) {
     const oks = await Promise.all(nodes.map((n) => clusterOk(n.port)));

@@ -12,8 +12,9 @@
 
   ARGV[1] base    ARGV[2] now override
   ARGV[3] token
-  ARGV[4] liveness window in ms to grant ("0" = read only, do not refresh);
-          a poll only extends the deadline, never shortens it
+  ARGV[4] liveness window in ms to claim ("0" = read only, claim nothing)
+  ARGV[5] who claims (includes/liveness.lua): "" a poll (only ever later),
+          else the id of the instance a socket just attached to
 
   Returns {0} unknown token, or
   {1, state, rank(-1 if not in line), readyCount, joinedMs, readyDeadlineMs,
@@ -38,7 +39,7 @@ local rank = -1
 if s == 'w' or s == 'r' then
   local window = tonumber(ARGV[4])
   if window > 0 then
-    refreshLiveness(KEYS[4], tok, now + window, true)
+    claimLiveness(KEYS[4], KEYS[1], tok, ARGV[5] == '' and 'lp' or ('lc:' .. ARGV[5]), now + window, now)
   end
   rank = redis.call('ZRANK', KEYS[2], tok) or -1
 end

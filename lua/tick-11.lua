@@ -11,7 +11,9 @@
   ARGV[5] max promotions per tick     ARGV[6] max expiries per tick (each kind)
   ARGV[7] max exit-log entries returned
   ARGV[8] gap ms: a tick this long after the previous one means nobody could
-          refresh liveness meanwhile (Redis or every gateway was down)
+          refresh liveness meanwhile (Redis or every gateway was down); never
+          more than half the event's reconnect grace, since a claim renewed
+          just before such an outage outlives the grace by little
   ARGV[9] quiet ms: after such a gap, liveness is not swept for this long, so
           instances and pollers can refresh the users who were live all along
 
@@ -50,7 +52,8 @@ local expired = {}
 -- until they had the chance (a lost place is worse than a late sweep).
 local lastTick = tonumber(redis.call('HGET', KEYS[2], 'ts') or now)
 local quietUntil = tonumber(redis.call('HGET', KEYS[2], 'quiet') or '0')
-if now - lastTick > tonumber(ARGV[8]) then
+local gapMs = math.min(tonumber(ARGV[8]), tonumber(cfg[5] or '30') * 500)
+if now - lastTick > gapMs then
   quietUntil = now + tonumber(ARGV[9])
   redis.call('HSET', KEYS[2], 'quiet', quietUntil)
 end

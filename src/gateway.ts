@@ -168,7 +168,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     store,
     broker,
     sockets,
-    { tickMs: config.queue.tickMs, pollTimeoutMs: config.queue.pollTimeoutSec * 1000, reconnectGraceMs: graceMs, nearFront: config.ws.nearFront },
+    { instanceId: config.instanceId, tickMs: config.queue.tickMs, pollTimeoutMs: config.queue.pollTimeoutSec * 1000, reconnectGraceMs: graceMs, nearFront: config.ws.nearFront },
     log,
     metrics,
   );
@@ -229,8 +229,6 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       isDraining: () => draining,
       auth,
       trustProxy: rl.trustProxy,
-      // until the instance's first periodic refresh: the grace plus a refresh interval
-      attachLivenessMs: graceMs + 6000,
     },
     wsOptions,
   );

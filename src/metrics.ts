@@ -86,6 +86,23 @@ export function createMetrics() {
       registers: [registry],
     }),
     statusFromMemory: new Counter({ name: 'realtime_status_answers_total', help: 'Status polls by where they were answered', labelNames: ['source'] as const, registers: [registry] }),
+    livenessWrites: new Counter({
+      name: 'realtime_liveness_writes_total',
+      help: "This instance's liveness claim writes: periodic renewals (one per event and interval) and changes (sockets opened/closed), by result",
+      labelNames: ['kind', 'result'] as const,
+      registers: [registry],
+    }),
+    storeLostCloses: new Counter({
+      name: 'realtime_store_lost_closes_total',
+      help: 'Sockets closed with 4103 because this instance could not renew their liveness claims (Redis unreachable from here)',
+      registers: [registry],
+    }),
+    idempotencyStoreFailures: new Counter({
+      name: 'idempotency_store_failures_total',
+      help: 'Outcomes that could not be recorded under their Idempotency-Key or admission token (answered 503; a retry replays or resumes)',
+      labelNames: ['store', 'reason'] as const,
+      registers: [registry],
+    }),
   };
 }
 

@@ -15,8 +15,10 @@ import { redisClient, startRedis, uniquePrefix } from './helpers/harness.js';
  * fast-check generates an event configuration and a random sequence of up to
  * 60 commands: join (with/without a user id and an Idempotency-Key from small
  * pools), leave / enter / poll of a random known token (including tokens whose
- * join was refused, i.e. unknown to Redis), a heartbeat round of polls, a
- * batch touch of random tokens, a leased tick, virtual-clock advances
+ * join was refused, i.e. unknown to Redis; a poll claims liveness as a poll
+ * or, as a socket attaching, for instance A or B), a heartbeat round of polls,
+ * a batch of liveness claims by instance A or B (its sockets holding or
+ * closing, or polls it answered) on random tokens, a leased tick, virtual-clock advances
  * (sometimes past the liveness and ready windows, and exactly onto / 1 ms
  * either side of a deadline before a tick, enter or poll), admin state changes
  * (open/paused/closed), rate changes and bounded cleanup (also exactly at its
@@ -71,16 +73,18 @@ afterAll(async () => {
 // ---------------------------------------------------------------- commands
 
 type Pick = 'ready' | 'line' | 'any';
+type Inst = 'A' | 'B';
+const instArb = fc.constantFrom<Inst>('A', 'B');
 type Cmd =
   | { k: 'join'; user: number | null; key: number | null }
   | { k: 'leave'; pick: Pick; i: number }
   | { k: 'enter'; pick: Pick; i: number }
-  | { k: 'poll'; pick: Pick; i: number }
+  | { k: 'poll'; pick: Pick; i: number; via: Inst | null }
   | { k: 'pollAll' }
   | { k: 'tick' }
   | { k: 'advance'; ms: number }
   | { k: 'boundary'; which: 'ready' | 'live'; d: -1 | 0 | 1; then: 'tick' | 'owner' }
-  | { k: 'touch'; is: number[]; w: number; mode: 'set' | 'extend' }
+  | { k: 'touch'; is: number[]; w: number; kind: 'hold' | 'poll'; inst: Inst }
   | { k: 'state'; s: EventState }
   | { k: 'rate'; r: number }
   | { k: 'cleanup'; retentionMs: number; max: number; edge: -1 | 0 | 1 | null };
@@ -108,9 +112,9 @@ const cmdArb = (w: Weights): fc.Arbitrary<Cmd> =>
       { weight: w.join, arbitrary: fc.record({ k: fc.constant('join' as const), user: fc.option(fc.nat(USERS - 1)), key: fc.option(fc.nat(KEYS - 1), { freq: 3 }) }) },
       { weight: w.leave, arbitrary: fc.record({ k: fc.constant('leave' as const), pick: pickArb, i: fc.nat(7) }) },
       { weight: w.enter, arbitrary: fc.record({ k: fc.constant('enter' as const), pick: pickArb, i: fc.nat(3) }) },
-      { weight: w.poll, arbitrary: fc.record({ k: fc.constant('poll' as const), pick: pickArb, i: fc.nat(7) }) },
+      { weight: w.poll, arbitrary: fc.record({ k: fc.constant('poll' as const), pick: pickArb, i: fc.nat(7), via: fc.option(instArb, { freq: 3 }) }) },
       { weight: w.pollAll, arbitrary: fc.constant({ k: 'pollAll' as const }) },
-      { weight: w.touch, arbitrary: fc.record({ k: fc.constant('touch' as const), is: fc.array(fc.nat(15), { maxLength: 6 }), w: fc.nat(20_000), mode: fc.constantFrom('set' as const, 'extend' as const) }) },
+      { weight: w.touch, arbitrary: fc.record({ k: fc.constant('touch' as const), is: fc.array(fc.nat(15), { maxLength: 6 }), w: fc.nat(20_000), kind: fc.constantFrom('hold' as const, 'poll' as const), inst: instArb }) },
       { weight: w.tick, arbitrary: fc.constant({ k: 'tick' as const }) },
       {
         weight: w.advance,
@@ -165,7 +169,10 @@ interface ModelUser {
   seq: number;
   uid: string;
   joinedAt: number;
+  /** the place's liveness deadline: the join's window until the first claim, then the latest claim */
   live: number;
+  /** claims by field (lp, lc:<instance>), as in the user's hash */
+  claims: Map<string, number>;
   state: S;
   rd?: number;
   dl?: number;
@@ -218,6 +225,33 @@ class Model {
     u.why = why;
     this.pendingExits.push([u.seq, why]);
     this.counters[why] = (this.counters[why] ?? 0) + 1;
+  }
+
+  /**
+   * A liveness claim (lua/includes/liveness.lua): only users in line; a poll
+   * claim only moves later; the place's deadline is the latest claim (the
+   * join's window counts only until the first claim); lapsed claims of other
+   * holders are dropped when a claim moves earlier than the deadline.
+   * Returns 1 when recorded.
+   */
+  claim(tok: string, field: string, deadline: number, now: number): number {
+    const u = this.users.get(tok);
+    if (!u || u.gone || (u.state !== 'w' && u.state !== 'r')) return 0; // never resurrects
+    if (field === 'lp' && deadline <= (u.claims.get('lp') ?? 0)) return 0;
+    u.claims.set(field, deadline);
+    if (deadline >= u.live) {
+      u.live = deadline;
+      return 1;
+    }
+    let best = deadline;
+    for (const [f, v] of [...u.claims]) {
+      if (f === field) continue;
+      if (v < now) u.claims.delete(f);
+      else best = Math.max(best, v);
+    }
+    if (best < u.live) saw('claim moved the deadline earlier');
+    u.live = best;
+    return 1;
   }
 
   /** ∫ rate(t) dt over [a, b] in tokens (the allowance of an exact token bucket) */
@@ -353,7 +387,7 @@ class Run {
         expect(r).toEqual({ token: tok, position, created: false });
         m.seq += 1;
         m.counters.joined! += 1;
-        m.users.set(tok, { token: tok, seq: m.seq, uid, joinedAt: now, live: now + this.cfg.livenessMs, state: 'w', gone: false });
+        m.users.set(tok, { token: tok, seq: m.seq, uid, joinedAt: now, live: now + this.cfg.livenessMs, claims: new Map(), state: 'w', gone: false });
         if (ikey) m.keyBind.set(ikey, tok);
         break;
       }
@@ -378,7 +412,7 @@ class Run {
       }
       case 'poll': {
         const tok = this.pick(c.pick, c.i);
-        if (tok) await this.poll(tok);
+        if (tok) await this.poll(tok, c.via);
         break;
       }
       case 'pollAll': {
@@ -409,20 +443,13 @@ class Run {
         break;
       }
       case 'touch': {
-        // batch liveness write by one instance: any known tokens, in line or not (repeats allowed).
-        // 'set' (a socket just closed) sets the deadline exactly; 'extend' (refresh) only moves it later.
+        // a batch of claims by one instance: any known tokens, in line or not (repeats allowed)
         const toks = m.tried.length === 0 ? [] : c.is.map((i) => m.tried[i % m.tried.length]!);
-        const n = await this.store.touch(EV, toks.map((t) => [t, c.w] as const), c.mode);
-        let changed = 0;
-        for (const t of toks) {
-          const u = m.users.get(t);
-          if (!u || u.gone || (u.state !== 'w' && u.state !== 'r')) continue; // never resurrects
-          const next = now + c.w;
-          if (c.mode === 'extend' && next <= u.live) continue; // GT: never earlier
-          if (u.live !== next) changed++; // ZADD CH counts moved deadlines
-          u.live = next;
-        }
-        expect(n, 'touch count').toBe(changed);
+        const n = await this.store.touch(EV, c.inst, toks.map((t) => [t, c.kind, c.w] as const));
+        let recorded = 0;
+        for (const t of toks) recorded += m.claim(t, c.kind === 'poll' ? 'lp' : `lc:${c.inst}`, now + c.w, now);
+        expect(n, 'claims recorded').toBe(recorded);
+        if (recorded > 0 && c.kind === 'hold') saw('claim by an instance');
         break;
       }
       case 'state': {
@@ -489,16 +516,17 @@ class Run {
     }
   }
 
-  private async poll(tok: string): Promise<void> {
+  /** via: a socket attaching on that instance (its claim) instead of a poll */
+  private async poll(tok: string, via: Inst | null = null): Promise<void> {
     const m = this.model;
     const now = this.clock.now;
     const u = m.users.get(tok);
-    const snap = await this.store.status(tok, this.cfg.livenessMs);
+    const snap = await this.store.status(tok, this.cfg.livenessMs, via ?? '');
     if (!u || u.gone) {
       expect(snap, 'status of an unknown token').toBeNull();
       return;
     }
-    if (u.state === 'w' || u.state === 'r') u.live = Math.max(u.live, now + this.cfg.livenessMs); // a poll only extends
+    m.claim(tok, via ? `lc:${via}` : 'lp', now + this.cfg.livenessMs, now);
     expect(snap, 'status').toMatchObject({
       eventId: EV,
       state: NAMES[u.state],
@@ -690,6 +718,7 @@ class Run {
       if (u.f !== undefined) want.f = String(u.f);
       if (u.why !== undefined) want.why = u.why;
       if (u.ad !== undefined) want.ad = String(u.ad);
+      for (const [f, v] of u.claims) want[f] = String(v);
       expect(h, `record of ${t}`).toEqual(want);
     }
     expect(new Map(live), 'liveness deadlines').toEqual(new Map(line.map((u) => [u.token, u.live])));
@@ -714,6 +743,7 @@ describe('queue scripts: model-based property', () => {
     // reached, so the check stays random without failing by chance.
     const paths = ['join ok', 'join closed', 'enter ok', 'enter after the window', 'enter at the deadline', 'leave from line', 'tick promoted', 'tick ready_timeout', 'tick liveness'];
     paths.push('tick after rate change', 'tick at a ready deadline', 'tick at a liveness deadline', 'cleanup removed', 'cleanup at the cutoff');
+    paths.push('claim by an instance', 'claim moved the deadline earlier');
     for (let batch = 0; batch < 5 && (batch === 0 || paths.some((w) => !seen[w])); batch++) {
       await fc.assert(
         fc.asyncProperty(configArb, fc.array(cmdArb(MIX), { maxLength: 60, size: 'max' }), (cfg, cmds) => runCommands(cfg, cmds)),

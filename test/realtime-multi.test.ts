@@ -3,13 +3,15 @@ import type { Redis } from 'ioredis';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
 import { eventKeys, userKey } from '../src/queue/keys.js';
 import { call, redisClient, sleep, spawnGateway, startRedis, uniquePrefix, waitFor, type SpawnedGateway } from './helpers/harness.js';
-import { connect, type Client } from './helpers/ws-client.js';
+import { connect, reconnecting, type Client, type ReconnectingClient } from './helpers/ws-client.js';
 
 // Three gateway processes on one Redis. Users join through one instance and
 // hold sockets on the others; every socket's position must equal a ZRANK
-// recount in Redis. Killing an instance (SIGKILL) loses nobody: its users
-// reconnect elsewhere within the grace and keep their exact place, and the
-// ticker moves to a survivor. SIGTERM tells sockets to reconnect (4100).
+// recount in Redis. Killing an instance (SIGKILL) loses nobody, at a short
+// reconnect grace (4 s): its users' clients reconnect elsewhere by
+// themselves, as the real client does, and keep their exact place; everyone
+// else's socket stays open throughout; the ticker moves to a survivor.
+// SIGTERM tells sockets to reconnect (4100).
 
 const ADMIN = 'test-admin-token-0123456789';
 const auth = { authorization: `Bearer ${ADMIN}` };
@@ -20,23 +22,24 @@ let client: Redis;
 let prefix: string;
 const gws: SpawnedGateway[] = [];
 const clients: Client[] = [];
+const held: ReconnectingClient[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
   client = redisClient(redis.address);
   prefix = uniquePrefix();
-  const env = { REDIS_ADDRESS: redis.address, REDIS_KEY_PREFIX: prefix, ADMIN_TOKEN: ADMIN, QUEUE_TICK_MS: '100', QUEUE_LEASE_MS: '1500', QUEUE_RECONNECT_GRACE_SEC: '30' };
+  const env = { REDIS_ADDRESS: redis.address, REDIS_KEY_PREFIX: prefix, ADMIN_TOKEN: ADMIN, QUEUE_TICK_MS: '100', QUEUE_LEASE_MS: '1500', QUEUE_RECONNECT_GRACE_SEC: '4' };
   for (const name of ['a', 'b', 'c']) gws.push(await spawnGateway({ ...env, INSTANCE_ID: `${name}-${prefix}` }));
 });
 afterAll(async () => {
+  await Promise.all(held.map((c) => c.stop()));
   for (const c of clients) c.ws.terminate();
   await Promise.all(gws.map((g) => g.stop('SIGKILL')));
   client?.disconnect();
   await redis?.stop();
 });
 
-const lastPosition = (c: Client): number | undefined =>
-  c.messages.filter((m) => m.type === 'welcome' || m.type === 'position').map((m) => m.position as number).at(-1);
+const lastPosition = (c: ReconnectingClient): number | undefined => c.positions.at(-1);
 
 async function redisPosition(token: string): Promise<number> {
   const r = await client.zrank(eventKeys(prefix, EVENT).q, token);
@@ -45,7 +48,7 @@ async function redisPosition(token: string): Promise<number> {
 
 // When a check fails, say why for every user whose place differs: what Redis
 // recorded for them (state, reason, when) and what their socket saw.
-async function explain(tokens: readonly string[], sockOf: Map<string, { c: Client; on: SpawnedGateway }>, expected?: readonly number[]): Promise<string> {
+async function explain(tokens: readonly string[], sockOf: Map<string, { c: ReconnectingClient; on: SpawnedGateway }>, expected?: readonly number[]): Promise<string> {
   const lines: string[] = [];
   for (const [i, t] of tokens.entries()) {
     const got = await redisPosition(t);
@@ -55,7 +58,7 @@ async function explain(tokens: readonly string[], sockOf: Map<string, { c: Clien
     const live = await client.zscore(eventKeys(prefix, EVENT).live, t);
     lines.push(
       `user ${i} on ${s.on.instanceId}: redis position ${got} (expected ${expected?.[i] ?? lastPosition(s.c)}), record ${JSON.stringify(rec)}, live ${live}, ` +
-        `socket state ${s.c.ws.readyState} ${JSON.stringify(s.c.closeInfo)}, last messages ${JSON.stringify(s.c.messages.slice(-3))}`,
+        `socket state ${s.c.current?.ws.readyState} closes ${JSON.stringify(s.c.closes)} terminal ${JSON.stringify(s.c.terminal)}, last messages ${JSON.stringify(s.c.current?.messages.slice(-3))}`,
     );
   }
   for (const g of gws) {
@@ -70,7 +73,7 @@ async function explain(tokens: readonly string[], sockOf: Map<string, { c: Clien
 describe('many instances, one line', () => {
   it('positions pushed by every instance match Redis; SIGKILL of the ticking instance loses no place', async () => {
     const [a] = gws as [SpawnedGateway];
-    await call(a.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { rate: 50, burst: 1, reconnect_grace_sec: 30, state: 'paused' }, auth);
+    await call(a.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { rate: 50, burst: 1, reconnect_grace_sec: 4, state: 'paused' }, auth);
     const holderId = await waitFor('ticker', async () => (await client.get(eventKeys(prefix, EVENT).lease)) ?? undefined);
     const holder = gws.find((g) => g.instanceId === holderId)!;
     const other = gws.find((g) => g !== holder && g !== a) ?? gws.find((g) => g !== holder)!;
@@ -79,16 +82,19 @@ describe('many instances, one line', () => {
     // 40 users join through instance a; even ones hold a socket on the ticking instance, odd ones on another
     const tokens: string[] = [];
     for (let i = 0; i < 40; i++) tokens.push((await call(a.url, 'POST', '/api/v1/queue/join', { event_id: EVENT })).body.waiting_token as string);
-    const sockOf = new Map<string, { c: Client; on: SpawnedGateway }>();
+    // each client goes back to its own instance while it is up, else to the survivor (the load balancer's choice)
+    const alive = (g: SpawnedGateway): boolean => g.proc.exitCode === null && g.proc.signalCode === null;
+    const sockOf = new Map<string, { c: ReconnectingClient; on: SpawnedGateway }>();
     for (let i = 0; i < 40; i++) {
       const on = i % 2 === 0 ? holder : other;
-      const c = await connect(on.url, tokens[i]!);
-      clients.push(c);
+      const c = reconnecting(tokens[i]!, () => (alive(on) ? on.url : survivor.url));
+      held.push(c);
       sockOf.set(tokens[i]!, { c, on });
     }
+    await waitFor('every client welcomed', async () => held.every((c) => c.positions.length > 0), 10_000);
     // some leave (through a), some leave over their socket: everyone behind moves up on every instance
     for (const i of [0, 7, 13]) await call(a.url, 'DELETE', `/api/v1/queue/leave?token=${tokens[i]!}`);
-    for (const i of [20, 31]) sockOf.get(tokens[i]!)!.c.send({ type: 'leave' });
+    for (const i of [20, 31]) sockOf.get(tokens[i]!)!.c.current!.send({ type: 'leave' });
     const remaining = tokens.filter((_, i) => ![0, 7, 13, 20, 31].includes(i));
     const matches = async (): Promise<boolean> => {
       for (const t of remaining) if (lastPosition(sockOf.get(t)!.c) !== (await redisPosition(t))) return false;
@@ -106,20 +112,17 @@ describe('many instances, one line', () => {
     const killedAt = Date.now();
     const orphaned = remaining.filter((t) => sockOf.get(t)!.on === holder);
     expect(orphaned.length).toBeGreaterThan(10);
-    await Promise.all(orphaned.map((t) => sockOf.get(t)!.c.closed));
-    // they come back on a survivor 2 s later (well within the default 30 s grace)
-    await sleep(2000);
+    // their clients notice (1006) and come back on the survivor by themselves, at their own backoff, at the same place
     for (const t of orphaned) {
-      const c = await connect(survivor.url, t);
-      clients.push(c);
-      sockOf.set(t, { c, on: survivor });
+      const c = sockOf.get(t)!.c;
+      await waitFor(`user ${remaining.indexOf(t)} back`, async () => c.closes.length > 0 && c.welcomes >= 2, 10_000, 20);
+      expect(c.positions.at(-1)).toBe(before[remaining.indexOf(t)]);
     }
-    for (const t of orphaned) {
-      const w = await sockOf.get(t)!.c.next((m) => m.type === 'welcome');
-      expect(w.position).toBe(before[remaining.indexOf(t)]);
-    }
-    // 11 s after the kill (past the killed instance's last liveness refresh window): still everyone in line, same order
-    await sleep(Math.max(0, 6000 + 5000 - (Date.now() - killedAt)));
+    // 11 s after the kill (well past the 4 s grace plus the killed instance's last renewal): still everyone in line, same order
+    await sleep(Math.max(0, 11_000 - (Date.now() - killedAt)));
+    // nobody on the other instances ever lost their socket, and nobody was told their place expired
+    expect(remaining.filter((t) => sockOf.get(t)!.on !== holder).map((t) => sockOf.get(t)!.c.closes.length)).toEqual(remaining.filter((t) => sockOf.get(t)!.on !== holder).map(() => 0));
+    expect(held.filter((c) => c.terminal && remaining.includes(c.token))).toEqual([]);
     const after = await Promise.all(remaining.map(redisPosition));
     expect(after, await explain(remaining, sockOf, before)).toEqual(before);
     expect(await client.zcard(eventKeys(prefix, EVENT).q)).toBe(remaining.length);
@@ -129,7 +132,7 @@ describe('many instances, one line', () => {
 
     // and the surviving ticker admits: open the event, the head gets `ready` on its socket
     await call(survivor.url, 'PUT', `/api/v1/admin/events/${EVENT}`, { state: 'open' }, auth);
-    await sockOf.get(remaining[0]!)!.c.next((m) => m.type === 'ready', 10_000);
+    await sockOf.get(remaining[0]!)!.c.current!.next((m) => m.type === 'ready', 10_000);
     const stats = await call(survivor.url, 'GET', `/api/v1/admin/events/${EVENT}/stats`, undefined, auth);
     expect(stats.body.expired_liveness_total).toBe(0);
   }, 60_000);

@@ -272,3 +272,43 @@ describe('HTTP polling from memory', () => {
     await waitFor('position 3 from memory', async () => (await call(gw.url, 'GET', `/api/v1/queue/status?token=${t[4]!}`)).body.position === 3, 3000);
   });
 });
+
+describe('fan-out while a socket closes', () => {
+  it('a slow consumer closed in the middle of a push does not make the next socket of that user miss it', async () => {
+    // The real Realtime and room on this gateway's Redis, with a socket layer
+    // that behaves as uWS does for a slow consumer: the send that overflows
+    // closes the socket, and its close handler runs synchronously, inside the
+    // send loop.
+    await putEvent('slow', { rate: 0.01, burst: 1, state: 'paused' });
+    const token = await join('slow');
+    const { RedisBroker } = await import('../src/queue/broker.js');
+    const { Realtime } = await import('../src/realtime/realtime.js');
+    const { createMetrics } = await import('../src/metrics.js');
+    const { createLogger } = await import('../src/log.js');
+    const { Redis } = await import('ioredis');
+    const g = gw.gateway;
+    const broker = new RedisBroker(g.redis, () => (g.redis as InstanceType<typeof Redis>).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, () => undefined);
+    const got: number[] = [];
+    let rt: InstanceType<typeof Realtime>;
+    const sink = {
+      send: (id: number) => {
+        got.push(id);
+        if (id === 1) rt.socketClosed('slow', token, 1); // overflow: closed on the spot
+        return id !== 1;
+      },
+      close: () => undefined,
+    };
+    rt = new Realtime(g.store, broker, sink, { instanceId: 'fanout-test', tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000 }, createLogger('silent'), createMetrics());
+    try {
+      const r = await rt.attach(token, true);
+      if (!r.ok) throw new Error('attach failed');
+      for (const id of [1, 2, 3]) rt.socketOpened(r.room, r.user, id);
+      r.room.pushPosition(r.user, true);
+      expect(got).toEqual([1, 2, 3]);
+      expect(r.user.sockets).toEqual([2, 3]);
+    } finally {
+      await rt.stop();
+      await broker.close();
+    }
+  });
+});

@@ -111,7 +111,7 @@ describe('positions drop when people ahead exit', () => {
     expect(r2.promoted.map((p) => p[0])).toEqual([t[1]]);
     // keep the others live while time passes
     clock.now += 10_001;
-    await store.touch(ev, t.map((x) => [x, 30_000] as const));
+    await store.touch(ev, 'inst-1', t.map((x) => [x, 'poll', 30_000] as const));
     const r3 = await tick(store, ev);
     expect(r3.expired).toContainEqual([t[1], 'ready_timeout']);
     // that tick also promoted t3 (tokens accrued), which is still ahead of last
@@ -121,7 +121,7 @@ describe('positions drop when people ahead exit', () => {
 
     // t4 stops polling; everyone else keeps polling: t4 is removed by the server, last moves to 2
     clock.now += 20_000;
-    await store.touch(ev, [[t[3]!, 30_000], [last, 30_000]]);
+    await store.touch(ev, 'inst-1', [[t[3]!, 'poll', 30_000], [last, 'poll', 30_000]]);
     clock.now += 15_000;
     const r4 = await tick(store, ev);
     expect(r4.expired).toContainEqual([t[4], 'liveness']);
@@ -338,17 +338,65 @@ describe('after an outage', () => {
     expect(first.expired).toEqual([]); // the quiet period began
     // b and c are refreshed by their instances/polls within the window; a never comes back
     clock.now += 5_000;
-    await store.touch(ev, [[b.token, 5_000], [c.token, 5_000]]);
+    await store.touch(ev, 'inst-1', [[b.token, 'hold', 5_000], [c.token, 'poll', 5_000]]);
     clock.now += 4_000;
-    await store.touch(ev, [[b.token, 5_000], [c.token, 5_000]]);
+    await store.touch(ev, 'inst-1', [[b.token, 'hold', 5_000], [c.token, 'poll', 5_000]]);
     expect((await store.tick(ev, 'inst-1', opts) as { expired: unknown[] }).expired).toEqual([]);
     clock.now += 11_001; // the quiet period is over
-    await store.touch(ev, [[b.token, 5_000], [c.token, 5_000]]);
+    await store.touch(ev, 'inst-1', [[b.token, 'hold', 5_000], [c.token, 'poll', 5_000]]);
     const after = await store.tick(ev, 'inst-1', opts);
     if (typeof after === 'string') throw new Error(after);
     expect(after.expired).toEqual([[a.token, 'liveness']]);
     expect((await store.status(b.token, 0))?.state).toBe('waiting');
     expect((await store.status(c.token, 0))?.state).toBe('waiting');
+  });
+});
+
+describe('liveness claims: a place goes only when no holder keeps it', () => {
+  const live = async (store: QueueStore, ev: string, tok: string): Promise<number> => Number(await client.zscore(store.keys(ev).live, tok));
+
+  it('one instance closing never shortens what another instance or a poll holds; the last close gives exactly the grace', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'claims';
+    const t0 = clock.now;
+    const { token } = await store.join(ev, newWaitingToken(ev), '', '', defaults({ livenessMs: 60_000 }));
+    expect(await live(store, ev, token)).toBe(t0 + 60_000); // the join's window
+    // a socket attaches on A: A's claim replaces the join's window
+    await store.status(token, 9_000, 'A');
+    expect(await live(store, ev, token)).toBe(t0 + 9_000);
+    await store.touch(ev, 'B', [[token, 'hold', 9_000]]); // and a second tab on B
+    clock.now += 2_000;
+    await store.touch(ev, 'B', [[token, 'hold', 9_000]]); // B renews
+    expect(await live(store, ev, token)).toBe(t0 + 11_000);
+    // A's socket closes: A's claim becomes now + 3 s; B's renewal still holds the place
+    await store.touch(ev, 'A', [[token, 'hold', 3_000]]);
+    expect(await live(store, ev, token)).toBe(t0 + 11_000);
+    // B's closes too: exactly now + the grace
+    clock.now += 1_000;
+    await store.touch(ev, 'B', [[token, 'hold', 3_000]]);
+    expect(await live(store, ev, token)).toBe(t0 + 3_000 + 3_000);
+    // a poll holds past that, and a later close cannot cut it short
+    await store.status(token, 8_000);
+    await store.touch(ev, 'A', [[token, 'hold', 0]]);
+    expect(await live(store, ev, token)).toBe(t0 + 3_000 + 8_000);
+    // a poll never moves the deadline earlier
+    await store.touch(ev, 'C', [[token, 'poll', 1_000]]);
+    expect(await live(store, ev, token)).toBe(t0 + 3_000 + 8_000);
+  });
+
+  it('lapsed claims of instances that died are dropped; finished users are never claimed back', async () => {
+    const { store, clock } = virtualStore();
+    const ev = 'claims2';
+    const a = await store.join(ev, newWaitingToken(ev), '', '', defaults());
+    await store.touch(ev, 'dead', [[a.token, 'hold', 1_000]]);
+    await store.touch(ev, 'alive', [[a.token, 'hold', 5_000]]);
+    clock.now += 2_000; // the dead instance's claim lapsed
+    await store.touch(ev, 'alive', [[a.token, 'hold', 500]]);
+    expect(Object.keys(await client.hgetall(`${store.keys(ev).base}u:${a.token}`)).filter((f) => f.startsWith('lc:'))).toEqual(['lc:alive']);
+    expect(await live(store, ev, a.token)).toBe(1_700_000_000_000 + 2_500);
+    await store.leave(a.token);
+    expect(await store.touch(ev, 'alive', [[a.token, 'hold', 9_000], [a.token, 'poll', 9_000]])).toBe(0);
+    expect(await client.zscore(store.keys(ev).live, a.token)).toBeNull();
   });
 });
 

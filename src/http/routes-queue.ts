@@ -206,7 +206,7 @@ export function registerQueueRoutes(http: HttpServer, d: QueueRouteDeps): void {
       // Attach lazily so the next poll is answered from memory. Only adopt this
       // read if the event's tick channel was subscribed before it; otherwise
       // attach in the background with its own read (no tick can slip between).
-      void d.realtime.adoptOrAttach(s, livenessMs, roomBefore).catch(() => undefined);
+      void d.realtime.adoptOrAttach(s, roomBefore).catch(() => undefined);
     }
     op('status', 'ok');
     return { status: 200, body: statusBody(s, q.tickMs, livenessMs) };

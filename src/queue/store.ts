@@ -70,6 +70,9 @@ export interface JoinDefaults {
   idempotencyTtlSec: number;
 }
 
+/** [token, who claims, window ms]: see QueueStore.touch */
+export type LivenessClaim = readonly [token: string, kind: 'hold' | 'poll', windowMs: number];
+
 export interface JoinResult {
   readonly token: string;
   readonly position: number;
@@ -254,12 +257,16 @@ export class QueueStore {
     });
   }
 
-  /** livenessMs > 0 refreshes the user's liveness (a poll is a heartbeat). */
-  async status(token: string, livenessMs: number): Promise<StatusSnapshot | null> {
+  /**
+   * One user's place. livenessMs > 0 also claims liveness for that long
+   * (lua/includes/liveness.lua): for a poll (`holder` omitted), or for the
+   * sockets of the instance named by `holder` (a socket attaching).
+   */
+  async status(token: string, livenessMs: number, holder = ''): Promise<StatusSnapshot | null> {
     const eventId = tokenEvent(token);
     if (!eventId) return null;
     const k = this.keys(eventId);
-    const r = (await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta, k.stats], k.base, [token, livenessMs])) as unknown[];
+    const r = (await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta, k.stats], k.base, [token, livenessMs, holder])) as unknown[];
     if (num(r[0]) === 0) return null;
     const rate = num(r[10]);
     return {
@@ -318,14 +325,16 @@ export class QueueStore {
   }
 
   /**
-   * Liveness deadlines = Redis now + each user's window, for users still in line.
-   * 'extend' only moves deadlines later (refresh); 'set' sets them exactly (a socket just closed).
+   * Liveness claims of one instance (lua/includes/liveness.lua), deadline =
+   * Redis now + window, for users still in line: 'hold' is this instance's
+   * own claim for its sockets (set exactly), 'poll' a poll it answered (only
+   * ever later). Returns the number of claims recorded.
    */
-  async touch(eventId: string, windows: ReadonlyArray<readonly [token: string, windowMs: number]>, mode: 'extend' | 'set' = 'extend'): Promise<number> {
-    if (windows.length === 0) return 0;
+  async touch(eventId: string, instanceId: string, claims: ReadonlyArray<LivenessClaim>): Promise<number> {
+    if (claims.length === 0) return 0;
     const k = this.keys(eventId);
-    const args: (string | number)[] = [mode];
-    for (const [t, w] of windows) args.push(t, Math.max(0, Math.round(w)));
+    const args: (string | number)[] = [instanceId];
+    for (const [t, kind, w] of claims) args.push(t, kind === 'hold' ? 'h' : 'p', Math.max(0, Math.round(w)));
     return num(await this.run('touch', [k.live], k.base, args));
   }
 

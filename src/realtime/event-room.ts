@@ -39,11 +39,16 @@ export interface LocalUser {
   x0: number;
   state: 'waiting' | 'ready';
   readyDeadlineMs: number;
+  /** ids of this user's open sockets here; replaced, never edited in place, so a send loop over it is never disturbed by a close */
   sockets: number[];
   /** local ms of the last HTTP poll answered for this user (0 = never) */
   lastPollAt: number;
-  /** local ms the last socket closed (liveness deadline was set to then + grace) */
+  /** lastPollAt as of the last poll claim recorded in Redis (polls from memory are claimed in batches) */
+  pollClaimedAt: number;
+  /** local ms this instance's last socket for the user closed (its claim became then + grace); 0 while one is open */
   closedAt: number;
+  /** this instance's claim for open sockets is recorded (Realtime: set on attach/renewal, cleared on the last close) */
+  holding: boolean;
   actor: UserActor;
   pushedPos: number;
   pushedEta: number;
@@ -110,8 +115,10 @@ export class EventRoom {
       state: ready ? 'ready' : 'waiting',
       readyDeadlineMs: s.readyDeadlineMs,
       sockets: [...sockets],
-      lastPollAt: sockets.length ? 0 : Date.now(),
+      lastPollAt: 0,
+      pollClaimedAt: 0,
       closedAt: 0,
+      holding: false,
       entering: false,
       actor: undefined as unknown as UserActor,
       pushedPos: -1,

@@ -1,20 +1,31 @@
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Broker, TickMessage } from '../queue/broker.js';
-import type { QueueStore, StatusSnapshot } from '../queue/store.js';
+import type { LivenessClaim, QueueStore, StatusSnapshot } from '../queue/store.js';
 import { tokenEvent } from '../queue/token.js';
 import { AppError } from '../errors.js';
 import { EventRoom, type LocalUser, type SocketSink } from './event-room.js';
 import type { Estimate } from '../queue/eta.js';
-import type { ServerMessage } from './protocol.js';
+import { Close, type ServerMessage } from './protocol.js';
 
 // This instance's view of the users attached to it, by event. Rooms are
 // created on first attach (subscribing to the event's tick channel before the
 // first read, so no tick can slip between), fed by tick messages, and dropped
-// when empty. Liveness of attached users is refreshed in one script call per
-// event per interval.
+// when empty.
+//
+// Liveness (docs/PROTOCOL.md, section 6): this instance holds a claim on the
+// place of every user with a socket open here, renewed in one script call per
+// event at an interval that follows the event's reconnect grace; when its
+// last socket for a user closes, its claim becomes close time + grace. Polls
+// it answers from memory are claimed as polls in the same batches. A place
+// goes only when no claim of any holder is left, so a close here never cuts
+// short what another instance's socket, or a poll, holds. An instance that
+// cannot renew its claims for a third of the grace closes its sockets with
+// 4103 so clients move to an instance that can, inside their grace.
 
 export interface RealtimeOptions {
+  /** this instance's id: its liveness claims are recorded under it */
+  instanceId: string;
   tickMs: number;
   pollTimeoutMs: number;
   /** default reconnect grace until the event's own is known */
@@ -26,16 +37,31 @@ export type AttachResult =
   | { ok: true; room: EventRoom; user: LocalUser }
   | { ok: false; state: 'unknown' | 'admitted' | 'expired' | 'left'; reason: string };
 
+/** how often the liveness loop looks at the rooms; each room renews at its own interval */
+const LOOP_MS = 250;
+
+/** This instance's liveness bookkeeping for one event. */
+interface RoomLiveness {
+  /** local ms of the last renewal sent (the interval follows the event's grace, which may change) */
+  sentAt: number;
+  /** local ms a renewal that succeeded was sent: claims are good for a hold window from then */
+  okAt: number;
+  /** a renewal failed after the last one that succeeded */
+  failing: boolean;
+  inFlight: boolean;
+}
+
 export class Realtime {
   private readonly rooms = new Map<string, EventRoom>();
   private readonly pendingRooms = new Map<string, Promise<EventRoom>>();
   private readonly attaching = new Map<string, Promise<AttachResult>>();
-  /** liveness writes waiting for the next flush: 'set' for sockets that just closed, 'extend' for reconnects */
-  private readonly pending = { set: new Map<string, [string, number][]>(), extend: new Map<string, [string, number][]>() };
-  private refreshTimer: NodeJS.Timeout | undefined;
-  private closeFlush: NodeJS.Immediate | undefined;
-  private readonly refreshMs: number;
+  private readonly liveness = new Map<string, RoomLiveness>();
+  /** claims waiting for the next flush (sockets that just opened or closed), by event */
+  private readonly pending = new Map<string, LivenessClaim[]>();
+  private loopTimer: NodeJS.Timeout | undefined;
+  private claimFlush: NodeJS.Immediate | undefined;
   private resyncing = new Set<string>();
+  private storeUp = true;
 
   constructor(
     private readonly store: QueueStore,
@@ -44,14 +70,24 @@ export class Realtime {
     private readonly o: RealtimeOptions,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-  ) {
-    // Refresh well inside the grace so a user behind an instance that dies
-    // between two refreshes still has at least the full grace to reconnect.
-    this.refreshMs = Math.max(250, Math.min(5000, Math.floor(o.reconnectGraceMs / 3), Math.floor(o.pollTimeoutMs / 3)));
-  }
+  ) {}
 
   start(): void {
-    this.refreshTimer = setInterval(() => void this.refresh(), this.refreshMs);
+    this.loopTimer = setInterval(() => this.loop(), LOOP_MS);
+  }
+
+  /**
+   * How often this instance renews its claims in one event: well inside the
+   * event's grace (and the poll timeout), so a user behind an instance that
+   * dies between two renewals still has at least the full grace to reconnect.
+   */
+  private refreshMsFor(room: EventRoom): number {
+    return Math.max(LOOP_MS, Math.min(5000, Math.floor(room.reconnectGraceMs / 3), Math.floor(this.o.pollTimeoutMs / 3)));
+  }
+
+  /** The claim of an open socket: good until the next renewal plus the full grace (and a second of slack). */
+  private holdMsFor(room: EventRoom): number {
+    return room.reconnectGraceMs + this.refreshMsFor(room) + 1000;
   }
 
   roomFor(eventId: string): EventRoom | undefined {
@@ -77,6 +113,8 @@ export class Realtime {
         room.onResyncNeeded = () => void this.resync(room);
         await this.broker.subscribe(this.store.keys(eventId).channel, (m: TickMessage) => room.applyTick(m));
         this.rooms.set(eventId, room);
+        const now = Date.now();
+        this.liveness.set(eventId, { sentAt: now, okAt: now, failing: false, inFlight: false });
         return room;
       })().finally(() => this.pendingRooms.delete(eventId));
       this.pendingRooms.set(eventId, p);
@@ -85,11 +123,13 @@ export class Realtime {
   }
 
   /**
-   * Attaches a user (by socket or poll) to this instance: one status read,
-   * then tick messages keep them current. Concurrent attaches of one token
-   * share the read.
+   * Attaches a user to this instance: one status read, then tick messages
+   * keep them current. For a socket (`forSocket`) the read also records this
+   * instance's claim; a poll has claimed already. Concurrent attaches of one
+   * token share the read (a socket that shares a poll's read claims when it
+   * opens).
    */
-  attach(token: string, livenessMs: number): Promise<AttachResult> {
+  attach(token: string, forSocket: boolean): Promise<AttachResult> {
     const eventId = tokenEvent(token);
     if (!eventId) return Promise.resolve({ ok: false, state: 'unknown', reason: 'unknown token' });
     const known = this.rooms.get(eventId)?.users.get(token);
@@ -98,10 +138,11 @@ export class Realtime {
     if (!p) {
       p = (async (): Promise<AttachResult> => {
         const room = await this.room(eventId);
-        const s = await this.store.status(token, livenessMs);
+        const s = forSocket ? await this.store.status(token, this.holdMsFor(room), this.o.instanceId) : await this.store.status(token, 0);
         if (!s) return { ok: false, state: 'unknown', reason: 'unknown token' };
         if (s.state !== 'waiting' && s.state !== 'ready') return { ok: false, state: s.state, reason: s.reason };
         const user = room.add(s, [], (u) => this.detached(room, u));
+        if (forSocket) user.holding = true;
         return { ok: true, room, user };
       })().finally(() => this.attaching.delete(token));
       this.attaching.set(token, p);
@@ -110,18 +151,22 @@ export class Realtime {
   }
 
   /**
-   * After a status read from Redis: adopt it if the event's channel was
-   * already subscribed when the read started (rooms are never created by the
-   * read itself), else attach with a fresh read.
+   * After a poll answered from Redis (which claimed liveness as a poll):
+   * adopt the read if the event's channel was already subscribed when it
+   * started (rooms are never created by the read itself), else attach with a
+   * fresh read.
    */
-  async adoptOrAttach(s: StatusSnapshot, livenessMs: number, roomBefore: EventRoom | undefined): Promise<void> {
-    if (roomBefore && this.rooms.get(s.eventId) === roomBefore) {
-      const u = roomBefore.add(s, [], (x) => this.detached(roomBefore, x));
+  async adoptOrAttach(s: StatusSnapshot, roomBefore: EventRoom | undefined): Promise<void> {
+    const polled = (u: LocalUser): void => {
       u.lastPollAt = Date.now();
+      u.pollClaimedAt = u.lastPollAt;
+    };
+    if (roomBefore && this.rooms.get(s.eventId) === roomBefore) {
+      polled(roomBefore.add(s, [], (x) => this.detached(roomBefore, x)));
       return;
     }
-    const r = await this.attach(s.token, livenessMs);
-    if (r.ok) r.user.lastPollAt = Date.now();
+    const r = await this.attach(s.token, false);
+    if (r.ok) polled(r.user);
   }
 
   /** The user entered or left through this instance: tell their sockets now. */
@@ -138,21 +183,22 @@ export class Realtime {
   }
 
   socketOpened(room: EventRoom, u: LocalUser, socketId: number): void {
-    u.sockets.push(socketId);
+    // A new array, never an edit in place: a send loop over the old one may be running (EventRoom.pushPosition).
+    u.sockets = [...u.sockets, socketId];
+    u.closedAt = 0;
     u.actor.send({ type: 'SOCKET_OPENED' });
-    if (u.closedAt > 0) {
-      // back within the grace on this instance: its deadline was set to close + grace; extend it now
-      u.closedAt = 0;
-      this.queueTouch('extend', room.eventId, u.token, room.reconnectGraceMs + this.refreshMs + 1000);
+    if (!u.holding) {
+      // back within the grace, or attached by a poll before: this instance holds the place from now
+      u.holding = true;
+      this.queueClaim(room.eventId, [u.token, 'hold', this.holdMsFor(room)]);
     }
   }
 
-  private queueTouch(mode: 'set' | 'extend', eventId: string, token: string, windowMs: number): void {
-    const byEvent = this.pending[mode];
-    let list = byEvent.get(eventId);
-    if (!list) byEvent.set(eventId, (list = []));
-    list.push([token, windowMs]);
-    this.closeFlush ??= setImmediate(() => void this.flushPending());
+  private queueClaim(eventId: string, claim: LivenessClaim): void {
+    let list = this.pending.get(eventId);
+    if (!list) this.pending.set(eventId, (list = []));
+    list.push(claim);
+    this.claimFlush ??= setImmediate(() => void this.flushPending());
   }
 
   /** A socket that closed before its attach finished: the same as a socket closing now, unless another one holds the user. */
@@ -161,35 +207,50 @@ export class Realtime {
   }
 
   /**
-   * The place is kept for exactly the grace from now: set the deadline now
-   * (batched with other closes of this moment), instead of letting the last
-   * periodic refresh (grace + refresh interval) decide.
+   * This instance's last socket for the user closed: its claim becomes
+   * exactly now + the grace (batched with other closes of this moment), and
+   * a poll it answered but has not recorded yet is recorded with it.
    */
   private lastSocketClosed(room: EventRoom, u: LocalUser): void {
-    u.closedAt = Date.now();
-    this.queueTouch('set', room.eventId, u.token, room.reconnectGraceMs);
+    const now = Date.now();
+    u.closedAt = now;
+    u.holding = false;
+    this.queueClaim(room.eventId, [u.token, 'hold', room.reconnectGraceMs]);
+    const poll = this.pollClaim(u, now);
+    if (poll) this.queueClaim(room.eventId, poll);
+  }
+
+  /** The claim of a poll answered from memory and not recorded yet, if it still counts. */
+  private pollClaim(u: LocalUser, now: number): LivenessClaim | undefined {
+    if (u.lastPollAt <= u.pollClaimedAt) return undefined;
+    const left = this.o.pollTimeoutMs - (now - u.lastPollAt);
+    if (left <= 0) return undefined;
+    u.pollClaimedAt = u.lastPollAt;
+    return [u.token, 'poll', left];
   }
 
   socketClosed(eventId: string, token: string, socketId: number): void {
     const room = this.rooms.get(eventId);
     const u = room?.users.get(token);
     if (!room || !u) return;
-    const i = u.sockets.indexOf(socketId);
-    if (i < 0) return;
-    u.sockets.splice(i, 1);
+    if (!u.sockets.includes(socketId)) return;
+    u.sockets = u.sockets.filter((id) => id !== socketId);
     u.actor.send({ type: 'SOCKET_CLOSED' });
     if (u.sockets.length === 0) this.lastSocketClosed(room, u);
   }
 
   private async flushPending(): Promise<void> {
-    this.closeFlush = undefined;
+    this.claimFlush = undefined;
     const work: Promise<unknown>[] = [];
-    for (const mode of ['set', 'extend'] as const) {
-      for (const [eventId, windows] of this.pending[mode]) {
-        work.push(this.store.touch(eventId, windows, mode).catch((err: Error) => this.log.warn({ event_id: eventId, err: err.message }, 'liveness update failed')));
-      }
-      this.pending[mode].clear();
+    for (const [eventId, claims] of this.pending) {
+      work.push(
+        this.store.touch(eventId, this.o.instanceId, claims).catch((err: unknown) => {
+          this.metrics.livenessWrites.inc({ kind: 'change', result: 'error' });
+          this.log.warn({ event_id: eventId, claims: claims.length, err }, 'liveness claim write failed');
+        }),
+      );
     }
+    this.pending.clear();
     await Promise.all(work);
   }
 
@@ -206,33 +267,76 @@ export class Realtime {
     return { room, user, estimate: room.estimateFor(user) };
   }
 
-  /** Periodic: liveness of everyone attached here in one call per event; let go of idle pollers and empty rooms. */
-  private async refresh(): Promise<void> {
+  /** Every LOOP_MS: renew the claims of rooms that are due, close sockets that lost the store, let go of idle pollers and empty rooms. */
+  private loop(): void {
     const now = Date.now();
-    const work: Promise<unknown>[] = [];
-    for (const room of this.rooms.values()) {
-      const windows: [string, number][] = [];
-      for (const u of room.users.values()) {
-        if (u.sockets.length > 0) {
-          windows.push([u.token, room.reconnectGraceMs + this.refreshMs + 1000]);
-        } else if (u.lastPollAt > u.closedAt) {
-          // polling (also after its socket closed: a poll is a heartbeat too)
-          const idle = now - u.lastPollAt;
-          if (idle >= this.o.pollTimeoutMs) {
-            if (u.closedAt === 0 || now - u.closedAt >= room.reconnectGraceMs) room.remove(u);
-          } else windows.push([u.token, this.o.pollTimeoutMs - idle]);
-        }
+    for (const room of [...this.rooms.values()]) {
+      const lv = this.liveness.get(room.eventId)!;
+      if (now - lv.sentAt >= this.refreshMsFor(room) && !lv.inFlight) {
+        lv.sentAt = now;
+        void this.renew(room, lv, now);
       }
-      for (let i = 0; i < windows.length; i += 5000) {
-        const chunk = windows.slice(i, i + 5000);
-        work.push(this.store.touch(room.eventId, chunk, 'extend').catch((err: Error) => this.log.warn({ event_id: room.eventId, err: err.message }, 'liveness refresh failed')));
-      }
+      this.watchStore(room, lv, now);
       if (room.users.size === 0 && now - room.emptySince > 30_000 && !this.attachingFor(room.eventId)) {
         this.rooms.delete(room.eventId);
-        work.push(this.broker.unsubscribe(this.store.keys(room.eventId).channel).catch(() => undefined));
+        this.liveness.delete(room.eventId);
+        this.broker.unsubscribe(this.store.keys(room.eventId).channel).catch((err: unknown) => this.log.warn({ event_id: room.eventId, err }, 'unsubscribe failed'));
       }
     }
-    await Promise.all(work);
+  }
+
+  /** This instance's claims in one event, in one call per 5000 users: open sockets hold, polls answered from memory. */
+  private async renew(room: EventRoom, lv: RoomLiveness, now: number): Promise<void> {
+    const claims: LivenessClaim[] = [];
+    const hold = this.holdMsFor(room);
+    for (const u of room.users.values()) {
+      if (u.sockets.length > 0) {
+        claims.push([u.token, 'hold', hold]);
+        u.holding = true;
+      }
+      const poll = this.pollClaim(u, now);
+      if (poll) claims.push(poll);
+      else if (u.sockets.length === 0 && u.lastPollAt > u.closedAt && now - u.lastPollAt >= this.o.pollTimeoutMs) {
+        // a poller that stopped polling (its socket, if any, closed longer than the grace ago): let go here
+        if (u.closedAt === 0 || now - u.closedAt >= room.reconnectGraceMs) room.remove(u);
+      }
+    }
+    lv.inFlight = true;
+    try {
+      for (let i = 0; i < claims.length; i += 5000) await this.store.touch(room.eventId, this.o.instanceId, claims.slice(i, i + 5000));
+      lv.okAt = now;
+      lv.failing = false;
+      if (claims.length) this.metrics.livenessWrites.inc({ kind: 'renew', result: 'ok' });
+    } catch (err) {
+      lv.failing = true;
+      this.metrics.livenessWrites.inc({ kind: 'renew', result: 'error' });
+      this.log.warn({ event_id: room.eventId, claims: claims.length, since_ok_ms: Date.now() - lv.okAt, err }, 'liveness renewal failed');
+    } finally {
+      lv.inFlight = false;
+    }
+  }
+
+  /**
+   * This instance cannot renew its claims (Redis unreachable from here while
+   * the ticker elsewhere may be sweeping): past a third of the grace, close
+   * this event's sockets with 4103 so their clients reconnect to an
+   * instance that can, well before the claims renewed last run out.
+   */
+  private watchStore(room: EventRoom, lv: RoomLiveness, now: number): void {
+    if (!(lv.failing || !this.storeUp)) return;
+    const silentMs = now - lv.okAt;
+    if (silentMs <= this.refreshMsFor(room) + room.reconnectGraceMs / 3) return;
+    let closed = 0;
+    for (const u of [...room.users.values()]) {
+      for (const id of u.sockets) {
+        this.sink.close(id, Close.STORE_UNAVAILABLE, 'store unreachable from this instance: reconnect elsewhere');
+        closed++;
+      }
+    }
+    if (closed > 0) {
+      this.metrics.storeLostCloses.inc(closed);
+      this.log.warn({ event_id: room.eventId, sockets: closed, silent_ms: silentMs }, 'cannot renew liveness claims: closed sockets so clients reconnect elsewhere');
+    }
   }
 
   private attachingFor(eventId: string): boolean {
@@ -267,6 +371,7 @@ export class Realtime {
    * resumed with a fresh position.
    */
   storeAvailability(up: boolean): void {
+    this.storeUp = up;
     for (const room of this.rooms.values()) {
       const note: ServerMessage = up ? { type: 'resumed', event_state: room.eventState } : { type: 'paused', event_state: 'unavailable' };
       for (const u of room.users.values()) {
@@ -283,10 +388,15 @@ export class Realtime {
     return { rooms: this.rooms.size, users };
   }
 
+  /** false while Redis does not answer this instance (the health check) */
+  get storeAvailable(): boolean {
+    return this.storeUp;
+  }
+
   async stop(): Promise<void> {
-    clearInterval(this.refreshTimer);
-    if (this.closeFlush) {
-      clearImmediate(this.closeFlush);
+    clearInterval(this.loopTimer);
+    if (this.claimFlush) {
+      clearImmediate(this.claimFlush);
       await this.flushPending();
     }
     for (const room of this.rooms.values()) for (const u of [...room.users.values()]) room.remove(u);

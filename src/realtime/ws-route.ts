@@ -112,8 +112,6 @@ export interface WsRouteDeps extends EntryDeps {
   isDraining: () => boolean;
   auth: UserAuth;
   trustProxy: boolean;
-  /** liveness window granted when a socket attaches */
-  attachLivenessMs: number;
 }
 
 const closeFor = (state: string): [CloseCode, string] =>
@@ -261,6 +259,11 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
         data.closeWith = [Close.DRAINING, 'draining: reconnect'];
         return upgrade();
       }
+      if (!realtime.storeAvailable) {
+        // this instance cannot record the socket's claim: send the client elsewhere at once
+        data.closeWith = [Close.STORE_UNAVAILABLE, 'store unavailable: reconnect later'];
+        return upgrade();
+      }
       if (sockets.open.size >= o.maxConnections) {
         data.closeWith = [Close.OVERLOADED, 'instance full: reconnect later'];
         return upgrade();
@@ -289,7 +292,7 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
         return;
       }
       const id = data.id;
-      realtime.attach(data.token, d.attachLivenessMs).then(
+      realtime.attach(data.token, true).then(
         (r) => {
           if (!sockets.open.has(id)) {
             // the client went away during the read: it counts as a socket that closed now

@@ -72,3 +72,84 @@ export function connect(baseUrl: string, token: string, format: 'json' | 'msgpac
     });
   });
 }
+
+/**
+ * A client that behaves like the real one (src/client/waiting-room.ts) when
+ * its socket closes: a terminal code (4000-4099, 4400-4499) ends it; anything
+ * else reconnects with the same token after the client's backoff (0-1 s after
+ * 4100, else full jitter up to min(8 s, 500 ms * 2^attempt), reset by a
+ * welcome), to the instance `pick` names (the load balancer's choice).
+ */
+export interface ReconnectingClient {
+  readonly token: string;
+  /** the socket now open or opening */
+  current: Client | undefined;
+  /** every close seen, in order */
+  readonly closes: { code: number; reason: string; atMs: number; url: string }[];
+  /** every welcome and position message, in order, across sockets */
+  readonly positions: number[];
+  /** welcomes received (one per socket that attached) */
+  welcomes: number;
+  /** set when a terminal close ended it */
+  terminal: { code: number; reason: string } | undefined;
+  /** socket attempts that failed at the handshake */
+  failedAttempts: number;
+  stop(): Promise<void>;
+}
+
+const isTerminalClose = (code: number): boolean => code >= 4000 && code <= 4999 && !(code >= 4100 && code <= 4199);
+
+export function reconnecting(token: string, pick: () => string, localAddress?: string): ReconnectingClient {
+  let attempt = 0;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const rc: ReconnectingClient = {
+    token,
+    current: undefined,
+    closes: [],
+    positions: [],
+    welcomes: 0,
+    terminal: undefined,
+    failedAttempts: 0,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await rc.current?.close();
+    },
+  };
+  const schedule = (code: number): void => {
+    if (stopped) return;
+    const delay = code === 4100 ? Math.random() * 1000 : Math.random() * Math.min(8000, 500 * 2 ** attempt++);
+    timer = setTimeout(open, delay);
+  };
+  const open = (): void => {
+    if (stopped) return;
+    const url = pick();
+    connect(url, token, 'json', localAddress).then(
+      (c) => {
+        rc.current = c;
+        const note = (m: Msg): void => {
+          if (m.type === 'welcome') {
+            attempt = 0;
+            rc.welcomes++;
+          }
+          if (m.type === 'welcome' || m.type === 'position') rc.positions.push(m.position as number);
+        };
+        for (const m of c.messages) note(m);
+        c.ws.on('message', () => note(c.messages.at(-1)!));
+        void c.closed.then(({ code, reason }) => {
+          rc.closes.push({ code, reason, atMs: Date.now(), url });
+          if (stopped) return;
+          if (isTerminalClose(code)) rc.terminal = { code, reason };
+          else schedule(code);
+        });
+      },
+      () => {
+        rc.failedAttempts++;
+        schedule(1006);
+      },
+    );
+  };
+  open();
+  return rc;
+}

@@ -87,12 +87,14 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, onSubscriberError);
   const admission = await AdmissionTokenIssuer.create(config.admission, config.admissionTokenTtlSec);
   const auth = UserAuth.create(config.auth);
-  const ledger = new AdmissionTokenLedger(redis, config.redis.keyPrefix);
+  // an attempt may be resumed by another call once the backend's deadline has surely passed
+  const ledger = new AdmissionTokenLedger(redis, config.redis.keyPrefix, config.backends.reservation.timeoutMs + 2000);
   const rl = config.rateLimit;
   const clientLimiter = new TokenBuckets(rl.rps, rl.burst, rl.maxClients);
   const userLimiter = new TokenBuckets(rl.userRps, rl.userBurst, rl.maxClients);
   const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics, (h) =>
     identify(auth, metrics, h, false).then((id) => id?.sub),
+    log,
   );
   // Backends: the configured gRPC services, or local simulators (development: never in production, see config).
   const sims: { stop(): Promise<void> }[] = [];

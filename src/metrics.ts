@@ -97,6 +97,12 @@ export function createMetrics() {
       help: 'Sockets closed with 4103 because this instance could not renew their liveness claims (Redis unreachable from here)',
       registers: [registry],
     }),
+    reservationAttempts: new Counter({
+      name: 'reservation_attempts_total',
+      help: 'POST /reservations backend attempts by outcome: created, resumed (after an unknown outcome), replayed (already reserved), refused (token freed), unknown (timeout: only the same request may resume)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     idempotencyStoreFailures: new Counter({
       name: 'idempotency_store_failures_total',
       help: 'Outcomes that could not be recorded under their Idempotency-Key or admission token (answered 503; a retry replays or resumes)',

@@ -180,3 +180,33 @@ describe('tracing', () => {
     expect(rsim.received.some((c) => c.metadata['x-request-id'] === r.headers.get('x-request-id'))).toBe(true);
   });
 });
+
+describe('reservations exactly once', () => {
+  it('a backend that created the hold but answered after the deadline: no second reservation with that admission token', async () => {
+    const token = await admitted('late', 'gus');
+    const body = (seat: string) => ({ event_id: 'late', seat_ids: [seat], quantity: 1, reservation_token: token });
+    rsim.setMode('late', { lateMs: 900 }); // the hold is made, the answer comes after the 400 ms deadline
+    try {
+      expectError(await post('gus', '/api/v1/reservations', body('L-1')), 504, 'UPSTREAM_TIMEOUT');
+    } finally {
+      rsim.setMode('normal');
+    }
+    await sleep(700); // the late answer arrives and is dropped
+    // another request with the same admission token (another Idempotency-Key, other seats) is refused: its first use may have succeeded
+    const other = await post('gus', '/api/v1/reservations', body('L-2'));
+    expectError(other, 403, 'FORBIDDEN');
+    expect((other.body.error as { reason?: string }).reason).toBe('used');
+    // the same request again (a retry under a new Idempotency-Key) gets the hold the first call made, not a second one
+    const again = await post('gus', '/api/v1/reservations', body('L-1'));
+    expect(again.status).toBe(201);
+    const rid = again.body.reservation_id as string;
+    const keys = rsim.received.filter((c) => c.method === 'CreateReservation' && (c.request as { reservation_token?: string }).reservation_token === token).map((c) => (c.request as { idempotency_key: string }).idempotency_key);
+    expect(keys.length).toBe(2);
+    expect(new Set(keys).size).toBe(1); // both calls carried one key: the backend made one hold
+    const replay = await post('gus', '/api/v1/reservations', body('L-1'));
+    expect(replay.body.reservation_id).toBe(rid);
+    // L-2 was never held: someone else can take it
+    const t2 = await admitted('late', 'hal');
+    expect((await post('hal', '/api/v1/reservations', { event_id: 'late', seat_ids: ['L-2'], quantity: 1, reservation_token: t2 })).status).toBe(201);
+  });
+});

@@ -1,8 +1,8 @@
 import { SignJWT, exportJWK, generateKeyPair, importJWK, jwtVerify, createLocalJWKSet, errors, type JWK, type KeyLike, type JWTPayload } from 'jose';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
-import type { RedisClient } from '../redis/connect.js';
+import { callStore, type RedisClient } from '../redis/connect.js';
 import { eventKeys } from '../queue/keys.js';
 
 // The reservation_token returned by enter: a short-lived JWT signed by the
@@ -133,30 +133,57 @@ export class AdmissionTokenIssuer {
   }
 }
 
-/** Single use: the first caller consumes the token's jti (kept until the token's expiry); later callers get 403. */
+/** How one reservation request may proceed with its admission token (AdmissionTokenLedger.begin). */
+export type LedgerTurn =
+  | { readonly kind: 'run'; readonly owner: string; readonly attempt: number; readonly resumed: boolean }
+  | { readonly kind: 'replay'; readonly body: string };
+
+/**
+ * Single use of admission tokens, exactly once: the token's jti holds its one
+ * reservation (lua/admission-begin-1.lua). The first request claims it; the
+ * backend is called with a key derived from the jti and the attempt number,
+ * so a request retried after an unknown outcome (a timeout) gets the hold the
+ * first call made instead of a second one; a backend refusal frees the token
+ * for another try; once reserved, the same request replays the reservation
+ * and any other request is 403.
+ */
 export class AdmissionTokenLedger {
   constructor(
     private readonly redis: RedisClient,
     private readonly prefix: string,
+    /** how long an attempt may run before another call may resume it (the backend deadline plus slack) */
+    private readonly leaseMs: number,
   ) {}
 
   private key(v: VerifiedAdmission): string {
     return `${eventKeys(this.prefix, v.evt).base}rt:${v.jti}`;
   }
 
-  async consume(v: VerifiedAdmission): Promise<void> {
+  /** Throws 403 (used for another request) or 409 IDEMPOTENCY_CONFLICT (an attempt in flight). */
+  async begin(v: VerifiedAdmission, fingerprint: string): Promise<LedgerTurn> {
     const ttlMs = Math.max(1000, v.exp * 1000 - Date.now() + 60_000);
-    let r: string | null;
-    try {
-      r = await this.redis.set(this.key(v), '1', 'PX', ttlMs, 'NX');
-    } catch {
-      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
-    }
-    if (r !== 'OK') throw forbidden('used', 'reservation_token was already used');
+    const owner = randomBytes(12).toString('base64url');
+    const r = (await this.call('admissionBegin', v, [fingerprint, owner, this.leaseMs, ttlMs])) as unknown[];
+    const code = Number(r[0]);
+    if (code === 0 || code === 1) return { kind: 'run', owner, attempt: Number(r[1]), resumed: code === 1 };
+    if (code === 3) return { kind: 'replay', body: String(r[1]) };
+    if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a reservation with this reservation_token is in progress; retry shortly', { reason: 'in_flight' }, { 'Retry-After': '1' });
+    throw forbidden('used', 'reservation_token was already used');
   }
 
-  /** The reservation failed for a reason that is not the caller's: let them retry with the same token. */
-  async release(v: VerifiedAdmission): Promise<void> {
-    await this.redis.del(this.key(v)).catch(() => undefined);
+  /** Records how the attempt ended; false when the claim was no longer the caller's. */
+  async end(v: VerifiedAdmission, owner: string, outcome: 'done' | 'unknown' | 'free', body = ''): Promise<boolean> {
+    return Number(await this.call('admissionEnd', v, [owner, outcome, body])) === 1;
+  }
+
+  /** The backend idempotency key of an attempt: a UUID from the token's jti and the attempt number. */
+  static backendKey(v: VerifiedAdmission, attempt: number): string {
+    const h = createHash('sha256').update(`reservation\n${v.jti}\n${attempt}`).digest('hex');
+    // RFC 9562 version 8 (custom) layout: version nibble 8, variant 10xx
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+  }
+
+  private call(script: 'admissionBegin' | 'admissionEnd', v: VerifiedAdmission, args: (string | number)[]): Promise<unknown> {
+    return callStore(this.redis, script, [this.key(v)], [eventKeys(this.prefix, v.evt).base, '', ...args]);
   }
 }

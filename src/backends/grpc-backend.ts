@@ -65,6 +65,20 @@ export function mapInBandError(e: InBandError, service: string): AppError {
   return new AppError(code, e.message || `${service} backend refused the request`, details);
 }
 
+/** In-band codes that report the backend's own failure: it may or may not have done the work. */
+const UNSETTLED = new Set(['INTERNAL', 'UNAVAILABLE', 'TIMEOUT', 'UPSTREAM_TIMEOUT', 'UPSTREAM_ERROR', 'DATA_CORRUPTION', 'UNSPECIFIED']);
+
+/**
+ * The backend answered and said no (a seat taken, bad input, ...): it did
+ * nothing. Transport failures (deadline, connection, breaker) and in-band
+ * failure codes are not refusals: the call's effect is unknown.
+ */
+export function isRefusal(err: unknown): boolean {
+  if (!(err instanceof AppError)) return false;
+  const upstream = err.details?.upstream_code;
+  return typeof upstream === 'string' && !UNSETTLED.has(upstream);
+}
+
 const INFRA = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.RESOURCE_EXHAUSTED]);
 const isInfra = (err: unknown): boolean => typeof (err as grpc.ServiceError)?.code === 'number' && INFRA.has((err as grpc.ServiceError).code);
 const tracer = trace.getTracer('waiting-room-gateway');

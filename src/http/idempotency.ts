@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { ReplyError } from 'ioredis';
 import { AppError, errorBody } from '../errors.js';
 import type { RedisClient } from '../redis/connect.js';
-import { callScript, isTransientReplyError } from '../redis/connect.js';
+import { callStore } from '../redis/connect.js';
 import type { Metrics } from '../metrics.js';
+import type { Logger } from '../log.js';
 import type { Handler, HttpReply, HttpRequest } from './server.js';
 
 // Idempotency-Key per the contract: the same key with the same request
@@ -15,6 +15,12 @@ import type { Handler, HttpReply, HttpRequest } from './server.js';
 // anonymous. Two users cannot collide or read each other's responses, and a
 // token that does not verify never reaches a stored response. 5xx outcomes
 // are not stored: a retry runs again.
+//
+// The claim is kept alive while the request runs (a slow backend call never
+// lets it lapse into a second execution), and an outcome that cannot be
+// recorded is never answered as if it were: the client gets 503 and its retry
+// under the same key is answered once the record settles (a replay, or for
+// reservations the admission ledger's own replay), never a second run.
 
 const KEY_RE = /^[A-Za-z0-9_-]{8,128}$/;
 const sha = (s: string | Buffer): string => createHash('sha256').update(s).digest('base64url');
@@ -28,6 +34,7 @@ export class Idempotency {
     private readonly metrics: Metrics,
     /** the verified subject of an Authorization header (undefined without one); throws 401 when it does not verify */
     private readonly subjectOf: (authorization: string | undefined) => Promise<string | undefined>,
+    private readonly log: Logger,
   ) {}
 
   wrap(handler: Handler, o: { required: boolean }): Handler {
@@ -53,40 +60,61 @@ export class Idempotency {
         return { status: Number(r[1]), body: String(r[2]), headers: { ...headers, 'X-Idempotency-Cached': 'true' } };
       }
       let reply: HttpReply;
+      const keepAlive = setInterval(() => {
+        this.call('idemExtend', recordKey, [owner, this.inflightMs]).catch((err: unknown) => this.log.warn({ route: req.route, err }, 'idempotency: could not extend a claim in flight'));
+      }, Math.max(500, Math.floor(this.inflightMs / 3)));
       try {
         reply = await handler(req);
       } catch (err) {
+        clearInterval(keepAlive);
         if (err instanceof AppError && err.status < 500) {
-          await this.finish(recordKey, owner, err.status, errorBody(err.code, err.message, req.traceId, err.details), err.headers ?? {});
+          await this.finish(req, recordKey, owner, err.status, errorBody(err.code, err.message, req.traceId, err.details), err.headers ?? {});
         } else {
-          await this.release(recordKey, owner);
+          await this.release(req, recordKey, owner);
         }
         throw err;
       }
-      if (reply.status >= 500) await this.release(recordKey, owner);
-      else {
-        const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
-        await this.finish(recordKey, owner, reply.status, body, reply.headers ?? {});
-        return { ...reply, body };
+      clearInterval(keepAlive);
+      if (reply.status >= 500) {
+        await this.release(req, recordKey, owner);
+        return reply;
       }
-      return reply;
+      const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
+      await this.finish(req, recordKey, owner, reply.status, body, reply.headers ?? {});
+      return { ...reply, body };
     };
   }
 
-  private async finish(key: string, owner: string, status: number, body: string, headers: Readonly<Record<string, string>>): Promise<void> {
-    await this.call('idemEnd', key, [owner, 'store', status, body, JSON.stringify(headers), this.ttlMs]).catch(() => undefined);
-  }
-
-  private async release(key: string, owner: string): Promise<void> {
-    await this.call('idemEnd', key, [owner, 'release', 0, '', '{}', 0]).catch(() => undefined);
-  }
-
-  private async call(script: 'idemBegin' | 'idemEnd', key: string, args: (string | number)[]): Promise<unknown> {
+  /**
+   * Store the outcome under the key. When that fails, or the claim was lost,
+   * the caller is answered 503 instead: an answer the record does not hold
+   * would let a retry run the request again.
+   */
+  private async finish(req: HttpRequest, key: string, owner: string, status: number, body: string, headers: Readonly<Record<string, string>>): Promise<void> {
+    let stored: boolean;
     try {
-      return await callScript(this.redis, script, [key], args);
+      stored = Number(await this.call('idemEnd', key, [owner, 'store', status, body, JSON.stringify(headers), this.ttlMs])) === 1;
     } catch (err) {
-      if (err instanceof ReplyError && !isTransientReplyError(err)) throw err;
-      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+      this.unrecorded(req, status, 'store_failed', err);
     }
+    if (!stored) this.unrecorded(req, status, 'claim_lost');
+  }
+
+  private unrecorded(req: HttpRequest, status: number, reason: string, err?: unknown): never {
+    this.metrics.idempotencyStoreFailures.inc({ store: 'idempotency', reason });
+    this.log.error({ route: req.route, request_id: req.requestId, status, reason, err }, 'idempotency: outcome not recorded; answered 503');
+    throw new AppError('SERVICE_UNAVAILABLE', 'the outcome of this request could not be recorded; retry with the same Idempotency-Key', { reason: 'outcome_not_recorded' }, { 'Retry-After': '2' });
+  }
+
+  /** A 5xx frees the key for a retry. If that fails the claim simply lapses (inflight TTL): retries wait, nothing runs twice. */
+  private async release(req: HttpRequest, key: string, owner: string): Promise<void> {
+    await this.call('idemEnd', key, [owner, 'release', 0, '', '{}', 0]).catch((err: unknown) => {
+      this.metrics.idempotencyStoreFailures.inc({ store: 'idempotency', reason: 'release_failed' });
+      this.log.warn({ route: req.route, request_id: req.requestId, err }, 'idempotency: could not release a claim after a 5xx; it lapses by itself');
+    });
+  }
+
+  private call(script: 'idemBegin' | 'idemEnd' | 'idemExtend', key: string, args: (string | number)[]): Promise<unknown> {
+    return callStore(this.redis, script, [key], args);
   }
 }

@@ -51,6 +51,7 @@ const IDEMPOTENCY: ErrorList = [
   ['INVALID_REQUEST', 'Idempotency-Key is not 8-128 characters of A-Z a-z 0-9 _ -'],
   ['IDEMPOTENCY_CONFLICT', 'the Idempotency-Key was used for a different request (reason different_request) or a request with it is still running (reason in_flight)'],
   ['REDIS_UNAVAILABLE', 'the idempotency store (Redis) is unavailable; retry after Retry-After'],
+  ['SERVICE_UNAVAILABLE', 'the outcome could not be recorded under the key (reason outcome_not_recorded); retry with the same key after Retry-After: the retry never runs the request a second time'],
 ];
 const IDEMPOTENCY_REQUIRED: ErrorList = [['IDEMPOTENCY_KEY_REQUIRED', 'no Idempotency-Key header'], ...IDEMPOTENCY];
 /** A bearer JWT was sent (or is required) and is checked. */
@@ -367,8 +368,9 @@ const OPERATIONS: Operation[] = [
     operationId: 'createReservation',
     summary: 'Hold seats with a reservation token',
     description:
-      'Spends the `reservation_token` from enter: it must verify, be for this event and this user, be unexpired, and is accepted once ' +
-      '(released again when the backend reserves nothing). A bearer JWT is required when user authentication is configured; `Idempotency-Key` is required.',
+      'Spends the `reservation_token` from enter: it must verify, be for this event and this user, be unexpired, and buys exactly one reservation. ' +
+      'A backend refusal (e.g. a seat taken) frees it for another try; after a timeout only the same request (same seats) may be retried, and gets the hold the first call may have made; ' +
+      'once reserved, the same request replays the reservation under any Idempotency-Key. A bearer JWT is required when user authentication is configured; `Idempotency-Key` is required.',
     tags: ['reservations'],
     security: USER_SECURITY_WHEN_CONFIGURED,
     parameters: [param('IdempotencyKeyRequired')],
@@ -381,7 +383,9 @@ const OPERATIONS: Operation[] = [
       ...USER_LIMIT,
       ...JSON_BODY,
       ['INVALID_REQUEST', 'event_id, seat_ids (1-20 distinct ids), quantity (= number of seat_ids) or reservation_token missing or invalid'],
-      ['FORBIDDEN', 'the reservation_token is unusable; `reason` is malformed, invalid, expired, used, wrong_event or wrong_user'],
+      ['FORBIDDEN', 'the reservation_token is unusable; `reason` is malformed, invalid, expired, used (spent, or its outcome is unknown and this is another request), wrong_event or wrong_user'],
+      ['IDEMPOTENCY_CONFLICT', 'a reservation with this reservation_token is in progress (reason in_flight); retry after Retry-After'],
+      ['SERVICE_UNAVAILABLE', 'the reservation was made but could not be recorded (reason outcome_not_recorded); retry the same request'],
       ...REDIS,
       ...BACKEND,
     ],

@@ -1,6 +1,8 @@
 import { AppError } from '../errors.js';
 import { EVENT_ID_RE } from '../queue/keys.js';
-import type { AdmissionTokenIssuer, AdmissionTokenLedger } from '../auth/admission-token.js';
+import { createHash } from 'node:crypto';
+import { AdmissionTokenLedger, type AdmissionTokenIssuer } from '../auth/admission-token.js';
+import { isRefusal } from '../backends/grpc-backend.js';
 import type { UserAuth } from '../auth/user-auth.js';
 import type { Reservations, Payments, Reservation, Scenario } from '../backends/reservations.js';
 import type { Metrics } from '../metrics.js';
@@ -12,10 +14,14 @@ import { jsonBody, type HttpServer } from './server.js';
 
 // POST /api/v1/reservations: the first place a reservation_token is spent.
 // JWT (when authentication is configured) + Idempotency-Key required; the
-// token must verify, be for this event and this user, be unexpired, and is
-// accepted once: its jti is consumed for the duration of the call (so two
-// concurrent uses cannot both pass) and stays consumed once a reservation
-// exists; when the backend creates nothing, it is released.
+// token must verify, be for this event and this user, be unexpired, and buys
+// exactly one reservation (AdmissionTokenLedger): two concurrent uses cannot
+// both run; a backend refusal (nothing reserved) frees it for another try; an
+// unknown outcome (a timeout: the backend may have made the hold) can only be
+// resumed by the same request, whose backend idempotency key (from the jti)
+// makes the backend answer with the hold it made; once reserved, the same
+// request replays the reservation under any Idempotency-Key and any other
+// request is 403.
 
 export interface ReservationRouteDeps {
   admission: AdmissionTokenIssuer;
@@ -65,21 +71,46 @@ export function registerReservationRoutes(http: HttpServer, d: ReservationRouteD
         if (typeof b.reservation_token !== 'string' || b.reservation_token === '') throw new AppError('INVALID_REQUEST', 'reservation_token is required');
         // open mode (no user authentication): the token's own subject is the user
         const claims = await d.admission.verify(b.reservation_token, { eventId: b.event_id, userId: id?.sub ?? peekSub(b.reservation_token) });
-        await d.ledger.consume(claims);
+        const fingerprint = createHash('sha256').update(JSON.stringify([b.event_id, seats, quantity, claims.sub])).digest('base64url');
+        const turn = await d.ledger.begin(claims, fingerprint);
+        if (turn.kind === 'replay') {
+          d.metrics.reservationAttempts.inc({ outcome: 'replayed' });
+          return { status: 201, body: turn.body };
+        }
         let r: Reservation;
         try {
           r = await d.reservations.create(
             { eventId: b.event_id, seatIds: seats, quantity, userId: claims.sub, reservationToken: b.reservation_token, clientIp: req.clientIp },
-            { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] },
+            { requestId: req.requestId, idempotencyKey: AdmissionTokenLedger.backendKey(claims, turn.attempt) },
           );
         } catch (err) {
-          // Nothing was reserved (a timeout, or a refusal such as a seat already
-          // taken): the token is not spent, so the user can retry or pick other seats.
-          await d.ledger.release(claims);
+          // Refused in-band: nothing was reserved, the token may be used again
+          // (other seats). Anything else (a timeout, a lost connection): the
+          // hold may exist, so only this same request may resume the attempt.
+          const outcome = isRefusal(err) ? 'free' : 'unknown';
+          d.metrics.reservationAttempts.inc({ outcome: outcome === 'free' ? 'refused' : 'unknown' });
+          await d.ledger.end(claims, turn.owner, outcome).catch((e: unknown) => {
+            // unrecorded: the attempt counts as unknown once its lease passes (the safe reading)
+            d.metrics.idempotencyStoreFailures.inc({ store: 'admission', reason: 'store_failed' });
+            d.log.warn({ event_id: b.event_id, outcome, err: e }, 'admission ledger: could not record a failed attempt');
+          });
           throw err;
         }
-        d.log.info({ event_id: r.eventId, reservation_id: r.reservationId, seats: seats.length }, 'reservation created');
-        return { status: 201, body: reservationJson(r) };
+        const body = JSON.stringify(reservationJson(r));
+        let recorded = false;
+        try {
+          recorded = await d.ledger.end(claims, turn.owner, 'done', body);
+        } catch (err) {
+          d.log.error({ event_id: b.event_id, reservation_id: r.reservationId, err }, 'admission ledger: reservation made but not recorded; answered 503');
+        }
+        if (!recorded) {
+          // The retry of this request resumes the attempt and the backend replays this hold.
+          d.metrics.idempotencyStoreFailures.inc({ store: 'admission', reason: 'not_recorded' });
+          throw new AppError('SERVICE_UNAVAILABLE', 'the reservation could not be recorded; retry the same request', { reason: 'outcome_not_recorded' }, { 'Retry-After': '2' });
+        }
+        d.metrics.reservationAttempts.inc({ outcome: turn.resumed ? 'resumed' : 'created' });
+        d.log.info({ event_id: r.eventId, reservation_id: r.reservationId, seats: seats.length, resumed: turn.resumed }, 'reservation created');
+        return { status: 201, body };
       },
       { required: true },
     ),

@@ -1,6 +1,5 @@
-import { ReplyError } from 'ioredis';
 import type { RedisClient } from '../redis/connect.js';
-import { callScript, isTransientReplyError } from '../redis/connect.js';
+import { callStore, storeError } from '../redis/connect.js';
 import type { ScriptKey } from '../generated/lua.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { eventKeys, userKey, type EventKeys } from './keys.js';
@@ -191,13 +190,8 @@ export class QueueStore {
     return this.clock ? String(Math.floor(this.clock())) : '';
   }
 
-  private async run(script: ScriptKey, keys: readonly string[], base: string, args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await callScript(this.redis, script, keys, [base, this.now(), ...args]);
-    } catch (err) {
-      if (err instanceof ReplyError && !isTransientReplyError(err)) throw err; // a script bug: surfaces as 500
-      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
-    }
+  private run(script: ScriptKey, keys: readonly string[], base: string, args: readonly (string | number)[]): Promise<unknown> {
+    return callStore(this.redis, script, keys, [base, this.now(), ...args]);
   }
 
   /**
@@ -461,8 +455,7 @@ export class QueueStore {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof ReplyError && !isTransientReplyError(err)) throw err;
-      throw new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+      throw storeError(err);
     }
   }
 }

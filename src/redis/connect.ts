@@ -1,6 +1,7 @@
 import { Redis, Cluster, ReplyError, type RedisOptions, type ClusterOptions } from 'ioredis';
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { scripts, type ScriptKey } from '../generated/lua.js';
+import { AppError } from '../errors.js';
 
 const tracer = trace.getTracer('waiting-room-gateway');
 let observer: ((script: string, seconds: number) => void) | undefined;
@@ -17,6 +18,26 @@ export type RedisClient = Redis | Cluster;
  * "this script is wrong": they become 503 with Retry-After, like a lost
  * connection.
  */
+/**
+ * The one rule for store failures: a reply that reports a script or command
+ * bug surfaces as it is (a 500), anything else (connection lost, command
+ * timeout, fail-over replies such as CLUSTERDOWN) is 503 REDIS_UNAVAILABLE
+ * with Retry-After.
+ */
+export function storeError(err: unknown): unknown {
+  if (err instanceof ReplyError && !isTransientReplyError(err)) return err;
+  return new AppError('REDIS_UNAVAILABLE', 'the queue store is unavailable, retry shortly', undefined, { 'Retry-After': '2' });
+}
+
+/** callScript with store failures mapped by storeError. */
+export async function callStore(client: RedisClient, key: ScriptKey, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  try {
+    return await callScript(client, key, keys, args);
+  } catch (err) {
+    throw storeError(err);
+  }
+}
+
 export function isTransientReplyError(err: unknown): boolean {
   return err instanceof ReplyError && /^(CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|READONLY|BUSY|NOREPLICAS|MOVED|ASK)\b/.test((err as Error).message);
 }

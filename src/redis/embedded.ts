@@ -11,6 +11,8 @@ export interface EmbeddedRedis {
   readonly host: string;
   readonly port: number;
   readonly address: string;
+  /** the redis-server process (tests freeze it with SIGSTOP to make Redis hang) */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -93,5 +95,5 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions = {}): Promi
   process.once('exit', () => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  return { host, port, address: `${host}:${port}`, stop };
+  return { host, port, address: `${host}:${port}`, pid: child.pid ?? 0, stop };
 }

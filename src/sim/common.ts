@@ -9,7 +9,12 @@ import type { Timestamp } from '../generated/proto/google/protobuf/Timestamp.js'
 // payment-sim.ts): a real grpc-js server, the fault modes, the record of
 // received calls, and helpers for the in-band error and Timestamp messages.
 
-export type SimMode = 'normal' | 'hang' | 'unavailable';
+/**
+ * normal: answer; hang: accept and never answer; unavailable: UNAVAILABLE at
+ * once; late: do the work, then answer only after `lateMs` (a caller whose
+ * deadline is shorter sees a timeout although the effect happened).
+ */
+export type SimMode = 'normal' | 'hang' | 'unavailable' | 'late';
 
 export interface SimOptions {
   host?: string;
@@ -36,7 +41,8 @@ export interface RunningSim {
   port: number;
   /** Every call with its metadata, oldest first, bounded to the last 1000. */
   received: ReceivedCall[];
-  setMode(mode: SimMode): void;
+  /** lateMs: how long a `late` answer is held back (default 2000) */
+  setMode(mode: SimMode, o?: { lateMs?: number }): void;
   stop(): Promise<void>;
 }
 
@@ -52,7 +58,7 @@ export interface CallContext {
   traceId: string;
 }
 
-const MODES: readonly SimMode[] = ['normal', 'hang', 'unavailable'];
+const MODES: readonly SimMode[] = ['normal', 'hang', 'unavailable', 'late'];
 
 export function checkPort(port: number | undefined): number {
   const p = port ?? 0;
@@ -98,15 +104,17 @@ export class SimServer {
   readonly server = new grpc.Server();
   readonly received: ReceivedCall[] = [];
   private mode: SimMode = 'normal';
+  private lateMs = 2000;
   private stopped = false;
   private readonly open = new Set<() => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(readonly log: pino.Logger) {}
 
-  setMode(mode: SimMode): void {
+  setMode(mode: SimMode, o: { lateMs?: number } = {}): void {
     if (!MODES.includes(mode)) throw new RangeError(`mode must be one of ${MODES.join(', ')}, got ${String(mode)}`);
-    if (mode !== this.mode) this.log.info({ mode }, 'simulator mode changed');
+    if (o.lateMs !== undefined) this.lateMs = checkNonNegative('lateMs', o.lateMs);
+    if (mode !== this.mode) this.log.info({ mode, ...(mode === 'late' ? { late_ms: this.lateMs } : {}) }, 'simulator mode changed');
     this.mode = mode;
   }
 
@@ -143,8 +151,13 @@ export class SimServer {
       if (this.mode === 'hang') return; // answered by nobody: the client's deadline ends it
 
       const ctx: CallContext = { metadata, traceId: traceIdOf(metadata) };
+      const late = this.mode === 'late' ? this.lateMs : 0;
       Promise.resolve()
         .then(() => impl(call.request, ctx))
+        .then(async (res) => {
+          if (late > 0) await this.sleep(late);
+          return res;
+        })
         .then(
           (res) => {
             if (res !== NO_REPLY) finish(null, res);

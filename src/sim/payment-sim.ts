@@ -234,7 +234,7 @@ export async function startPaymentSim(o: PaymentSimOptions = {}): Promise<Runnin
     address: bound.address,
     port: bound.port,
     received: sim.received,
-    setMode: (mode) => sim.setMode(mode),
+    setMode: (mode, o) => sim.setMode(mode, o),
     stop: async () => {
       await sim.stop();
       log.info({ address: bound.address }, 'payment simulator stopped');

@@ -405,7 +405,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningSi
     address: bound.address,
     port: bound.port,
     received: sim.received,
-    setMode: (mode) => sim.setMode(mode),
+    setMode: (mode, o) => sim.setMode(mode, o),
     stop: async () => {
       await sim.stop();
       log.info({ address: bound.address }, 'reservation simulator stopped');

@@ -4,7 +4,7 @@ import type { EmbeddedRedis } from '../src/redis/embedded.js';
 import { eventKeys, userKey } from '../src/queue/keys.js';
 import { call, redisClient, sleep, spawnGateway, startInProcessGateway, startRedis, uniquePrefix, waitFor, type InProcessGateway, type SpawnedGateway } from './helpers/harness.js';
 import { connect, reconnecting, type Client, type ReconnectingClient } from './helpers/ws-client.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from '../bench/tcp-proxy.js';
 
 // "Nobody loses their place" across instances: a place is removed only when
 // no holder keeps it (docs/PROTOCOL.md, section 6). Each case here failed

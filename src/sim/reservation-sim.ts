@@ -80,7 +80,12 @@ function detail(field: string, reason: string, value = ''): ErrorDetail {
   return { field, reason, value };
 }
 
-export async function startReservationSim(o: SimOptions = {}): Promise<RunningSim> {
+export interface RunningReservationSim extends RunningSim {
+  /** every reservation id this simulator created, by the reservation_token it was created with (for drills: one token, one reservation) */
+  createdByToken(): ReadonlyMap<string, readonly string[]>;
+}
+
+export async function startReservationSim(o: SimOptions = {}): Promise<RunningReservationSim> {
   const host = o.host ?? '127.0.0.1';
   const port = checkPort(o.port);
   const holdMs = checkNonNegative('holdMs', o.holdMs ?? 60_000);
@@ -92,6 +97,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningSi
   const seatOwner = new Map<string, string>(); // event/seat → reservation id (HOLD or CONFIRMED)
   const knownSeats = new Map<string, Set<string>>(); // event → every seat id seen (GetInventoryStatus)
   const createKeys = new Map<string, { fingerprint: string; response: CreateReservationResponse }>();
+  const byToken = new Map<string, string[]>();
 
   const seatKey = (eventId: string, seatId: string): string => `${eventId}\u0000${seatId}`;
 
@@ -239,6 +245,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningSi
       };
       byId.set(r.id, r);
       hold(r, r.seatIds);
+      byToken.set(req.reservation_token, [...(byToken.get(req.reservation_token) ?? []), r.id]);
       const response: CreateReservationResponse = {
         reservation_id: r.id,
         status: 'RESERVATION_STATUS_HOLD',
@@ -406,6 +413,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningSi
     port: bound.port,
     received: sim.received,
     setMode: (mode, o) => sim.setMode(mode, o),
+    createdByToken: () => byToken,
     stop: async () => {
       await sim.stop();
       log.info({ address: bound.address }, 'reservation simulator stopped');

@@ -2,10 +2,11 @@ import { createServer, connect as tcpConnect, type Server, type Socket } from 'n
 
 // A TCP proxy in front of a real server, to cut one client off from it (a
 // network partition between one gateway and Redis) while others still reach
-// it directly. `blackhole()` stops forwarding in both directions without
-// closing anything (packets that go nowhere, as a partition looks to the
-// client: commands time out); `restore()` forwards again and lets new
-// connections through.
+// it directly. `blackhole()` stops moving bytes in both directions and
+// accepts new connections without serving them, as a partition looks to both
+// ends: nothing arrives, commands time out, nothing is closed. Bytes are held,
+// not dropped (TCP would retransmit them), so `restore()` delivers what was
+// sent meanwhile, late, and the streams stay intact.
 
 export interface TcpProxy {
   readonly address: string;
@@ -15,20 +16,21 @@ export interface TcpProxy {
 }
 
 export async function startTcpProxy(target: string): Promise<TcpProxy> {
-  const [host, portText] = target.split(':');
+  const i = target.lastIndexOf(':');
+  const host = target.slice(0, i);
+  const port = Number(target.slice(i + 1));
   const pairs = new Set<[Socket, Socket]>();
   let holed = false;
   const server: Server = createServer((client) => {
-    const upstream = tcpConnect(Number(portText), host!);
+    const upstream = tcpConnect(port, host);
     const pair: [Socket, Socket] = [client, upstream];
     pairs.add(pair);
-    const forward = (from: Socket, to: Socket): void => {
-      from.on('data', (b: Buffer) => {
-        if (!holed) to.write(b);
-      });
-    };
-    forward(client, upstream);
-    forward(upstream, client);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    if (holed) {
+      client.pause();
+      upstream.pause();
+    }
     const end = (): void => {
       pairs.delete(pair);
       client.destroy();
@@ -39,14 +41,22 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  const listening = typeof addr === 'object' && addr ? addr.port : 0;
   return {
-    address: `127.0.0.1:${port}`,
+    address: `127.0.0.1:${listening}`,
     blackhole: () => {
       holed = true;
+      for (const [a, b] of pairs) {
+        a.pause();
+        b.pause();
+      }
     },
     restore: () => {
       holed = false;
+      for (const [a, b] of pairs) {
+        a.resume();
+        b.resume();
+      }
     },
     stop: async () => {
       for (const [a, b] of pairs) {

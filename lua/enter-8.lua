@@ -14,7 +14,8 @@
           {7} the place belongs to another user;
           {8, otherToken} the user already holds another place in this event;
           {2} unknown token; {3, rank} still waiting (not ready);
-          {4, admittedMs} already admitted; {5, state, reason} expired or left.
+          {4, admittedMs, joinedMs, boundUser} already admitted (the gateway gives the
+          same admission again); {5, state, reason} expired or left.
 ]]
 --- @include "includes/now"
 --- @include "includes/finish"
@@ -36,7 +37,7 @@ if s == 'w' then
   return {3, (redis.call('ZRANK', K.q, tok) or -1) + 1}
 end
 if s == 'a' then
-  return {4, rec[4] or '0'}
+  return {4, rec[4] or '0', rec[6] or '0', rec[7] or ''}
 end
 if s ~= 'r' then
   return {5, s, rec[5] or ''}

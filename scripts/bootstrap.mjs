@@ -2,7 +2,8 @@
 //  - checks the Node.js version (the native uWebSockets.js binary needs Node 20),
 //  - installs npm dependencies when node_modules is missing or older than the lockfile,
 //  - builds (Lua bundle, build info, TypeScript),
-//  - with --test: installs redis-server through apt-get when it is missing and we may.
+//  - with --test: installs redis-server through apt-get when it is missing and we may;
+//    with --bench: wrk too.
 // `npm start` does not install system packages: without REDIS_ADDRESS it needs
 // redis-server, which README lists as a prerequisite; it says so clearly instead.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -48,6 +49,18 @@ if (!process.env.REDIS_ADDRESS || forTest) {
       );
       process.exit(1);
     }
+  }
+}
+
+// the benchmarks drive the gateway with wrk (C) as well as autocannon
+if (process.argv.includes('--bench') && !has('wrk')) {
+  const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (root_ && has('apt-get')) {
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', 'wrk']);
+  } else {
+    say('wrk is required by npm run bench. Install it: sudo apt-get install -y wrk');
+    process.exit(1);
   }
 }
 

@@ -17,6 +17,8 @@ export interface AdmissionClaims {
   eventId: string;
   waitingToken: string;
   userId: string;
+  /** when the place was admitted (Redis ms): the token's iat, exp and jti follow from it */
+  admittedMs: number;
 }
 
 export interface VerifiedAdmission extends JWTPayload {
@@ -101,16 +103,28 @@ export class AdmissionTokenIssuer {
     return this.jwksBody;
   }
 
+  /**
+   * One admission, one token identity: jti, iat and exp follow from the place
+   * and the instant it was admitted, so signing again (a retried enter whose
+   * answer was lost) yields the same admission, never a second one, and the
+   * single-use ledger (keyed by jti) sees them as one.
+   */
   sign(c: AdmissionClaims): Promise<string> {
+    const iat = Math.floor(c.admittedMs / 1000);
     return new SignJWT({ evt: c.eventId, wt: c.waitingToken })
       .setProtectedHeader({ alg: this.alg, kid: this.kid, typ: 'JWT' })
       .setIssuer(this.issuer)
       .setAudience(AUDIENCE)
       .setSubject(c.userId || c.waitingToken)
-      .setJti(randomBytes(16).toString('base64url'))
-      .setIssuedAt()
-      .setExpirationTime(`${this.ttlSec}s`)
+      .setJti(createHash('sha256').update(`admission\n${c.waitingToken}\n${c.admittedMs}`).digest('base64url').slice(0, 22))
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + this.ttlSec)
       .sign(this.key);
+  }
+
+  /** Seconds an admission admitted at `admittedMs` stays valid from now (<= 0: expired). */
+  remainingSec(admittedMs: number, nowMs = Date.now()): number {
+    return Math.floor(admittedMs / 1000) + this.ttlSec - Math.floor(nowMs / 1000);
   }
 
   /** Signature, issuer, audience, expiry; then event and user. Throws 403 FORBIDDEN with a reason. */

@@ -24,11 +24,17 @@ export interface Entry {
 export async function enterLine(d: EntryDeps, token: string, userId: string, via: 'http' | 'ws'): Promise<Entry> {
   try {
     const r = await d.store.enter(token, userId);
-    const reservationToken = await d.admission.sign({ eventId: r.eventId, waitingToken: token, userId: userId || r.boundUser });
-    d.metrics.queueOps.inc({ operation: 'enter', status: 'ok' });
-    d.metrics.queueWait.observe(Math.max(0, (r.admittedMs - r.joinedMs) / 1000));
-    d.log.info({ event_id: r.eventId, waited_ms: r.admittedMs - r.joinedMs, via }, 'admitted');
-    return { eventId: r.eventId, reservationToken, ttlSec: d.admission.ttlSec };
+    const ttlSec = r.again ? d.admission.remainingSec(r.admittedMs) : d.admission.ttlSec;
+    // Entered before (an answer lost on the way, another tab): the same admission again while it is valid,
+    // signed from the same claims (same jti), never a second one.
+    if (ttlSec <= 0) throw new AppError('ALREADY_ADMITTED', 'this place was admitted and its admission has expired', { reason: 'admission_expired' });
+    const reservationToken = await d.admission.sign({ eventId: r.eventId, waitingToken: token, userId: userId || r.boundUser, admittedMs: r.admittedMs });
+    d.metrics.queueOps.inc({ operation: 'enter', status: r.again ? 'again' : 'ok' });
+    if (!r.again) {
+      d.metrics.queueWait.observe(Math.max(0, (r.admittedMs - r.joinedMs) / 1000));
+      d.log.info({ event_id: r.eventId, waited_ms: r.admittedMs - r.joinedMs, via }, 'admitted');
+    } else d.log.debug({ event_id: r.eventId, via }, 'admitted before: same admission given again');
+    return { eventId: r.eventId, reservationToken, ttlSec };
   } catch (err) {
     d.metrics.queueOps.inc({ operation: 'enter', status: err instanceof AppError ? err.code.toLowerCase() : 'error' });
     throw err;

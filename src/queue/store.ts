@@ -293,14 +293,19 @@ export class QueueStore {
     return [userKey(k, token), k.q, k.ready, k.live, k.stats, k.fin, k.exits, k.hist];
   }
 
-  /** userId: the caller's authenticated user ('' = none); a place bound to another user is 403. */
-  async enter(token: string, userId = ''): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string }> {
+  /**
+   * userId: the caller's authenticated user ('' = none); a place bound to
+   * another user is 403. A place admitted before answers `again: true` with
+   * the admission it had (the caller decides whether it may be handed out).
+   */
+  async enter(token: string, userId = ''): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string; again: boolean }> {
     const eventId = tokenEvent(token);
     if (!eventId) throw refuse('enter', 2);
     const k = this.keys(eventId);
     const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token, userId])) as unknown[];
     const code = num(r[0]);
-    if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]), boundUser: String(r[4] ?? '') };
+    if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]), boundUser: String(r[4] ?? ''), again: false };
+    if (code === 4) return { eventId, readyAtMs: 0, admittedMs: num(r[1]), joinedMs: num(r[2]), boundUser: String(r[3] ?? ''), again: true };
     if (code === 3) throw refuse('enter', 3, { position: num(r[1]) });
     if (code === 5) throw refuse('enter', 5, { reason: String(r[2] ?? '') });
     if (code === 8) throw refuse('enter', 8, { waiting_token: String(r[1]) });

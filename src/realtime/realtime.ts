@@ -133,7 +133,10 @@ export class Realtime {
     const eventId = tokenEvent(token);
     if (!eventId) return Promise.resolve({ ok: false, state: 'unknown', reason: 'unknown token' });
     const known = this.rooms.get(eventId)?.users.get(token);
-    if (known) return Promise.resolve({ ok: true, room: this.rooms.get(eventId)!, user: known });
+    // A user held here (another socket open, its claim renewed) is welcomed from memory. One that is not
+    // (back within the grace, or known from polls) has its claim recorded first: a welcome must never
+    // promise a place this instance could not claim (Redis unreachable from here).
+    if (known && (!forSocket || known.holding)) return Promise.resolve({ ok: true, room: this.rooms.get(eventId)!, user: known });
     let p = this.attaching.get(token);
     if (!p) {
       p = (async (): Promise<AttachResult> => {

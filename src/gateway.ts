@@ -9,10 +9,10 @@ import { RedisBroker } from './queue/broker.js';
 import { Ticker } from './queue/ticker.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { AdmissionTokenIssuer } from './auth/admission-token.js';
-import { HttpServer } from './http/server.js';
-import { identify, registerQueueRoutes } from './http/routes-queue.js';
-import { registerAdminRoutes } from './http/routes-admin.js';
-import { registerHealthRoutes } from './http/routes-health.js';
+import { HttpEdge } from './http/edge.js';
+import { queueRoutes } from './http/routes-queue.js';
+import { adminRoutes } from './http/routes-admin.js';
+import { healthRoutes } from './http/routes-health.js';
 import { Realtime } from './realtime/realtime.js';
 import { Sockets, registerWsRoute } from './realtime/ws-route.js';
 import { Close } from './realtime/protocol.js';
@@ -20,11 +20,12 @@ import { UserAuth } from './auth/user-auth.js';
 import { AdmissionTokenLedger } from './auth/admission-token.js';
 import { TokenBuckets } from './http/rate-limit.js';
 import { Idempotency } from './http/idempotency.js';
-import { registerAuthRoutes } from './http/routes-auth.js';
-import { registerStaticRoutes } from './http/static.js';
+import { authRoutes } from './http/routes-auth.js';
+import { staticRoutes } from './http/static.js';
 import { registerAdminFeed } from './http/admin-feed.js';
-import { registerDocsRoutes } from './http/routes-docs.js';
-import { registerReservationRoutes } from './http/routes-reservations.js';
+import { docsRoutes } from './http/routes-docs.js';
+import { reservationRoutes } from './http/routes-reservations.js';
+import { openApiDocument } from './http/openapi.js';
 import { Reservations, Payments } from './backends/reservations.js';
 import { GrpcBackend, channelCredentials } from './backends/grpc-backend.js';
 import { loadProtos } from './backends/proto.js';
@@ -92,10 +93,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   const rl = config.rateLimit;
   const clientLimiter = new TokenBuckets(rl.rps, rl.burst, rl.maxClients);
   const userLimiter = new TokenBuckets(rl.userRps, rl.userBurst, rl.maxClients);
-  const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics, (h) =>
-    identify(auth, metrics, h, false).then((id) => id?.sub),
-    log,
-  );
+  const idempotency = new Idempotency(redis, config.redis.keyPrefix, config.idempotency.ttlSec * 1000, config.idempotency.inflightTtlSec * 1000, metrics, log);
   // Backends: the configured gRPC services, or local simulators (development: never in production, see config).
   const sims: { stop(): Promise<void> }[] = [];
   let reservationAddress = config.backends.reservation.address;
@@ -143,13 +141,17 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
   );
 
   let draining = false;
-  const http = new HttpServer({
+  const http = new HttpEdge({
     maxBodyBytes: config.server.maxBodyBytes,
     log,
     metrics,
     limiter: clientLimiter,
+    userLimiter,
     trustProxy: rl.trustProxy,
     corsOrigins: config.corsAllowOrigins,
+    auth,
+    adminToken: config.adminToken,
+    idempotency,
   });
   const wsOptions = {
     maxPerIp: config.ws.maxPerIp,
@@ -174,19 +176,20 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     log,
     metrics,
   );
-  registerHealthRoutes(
-    http,
-    {
-      reasons: () => {
-        const r: string[] = [];
-        if (draining) r.push('draining');
-        if (redis.status !== 'ready') r.push(`redis ${redis.status}`);
-        else if (storeDown) r.push('redis not answering');
-        return r;
+  http.add(
+    healthRoutes(
+      {
+        reasons: () => {
+          const r: string[] = [];
+          if (draining) r.push('draining');
+          if (redis.status !== 'ready') r.push(`redis ${redis.status}`);
+          else if (storeDown) r.push('redis not answering');
+          return r;
+        },
       },
-    },
-    metrics,
-    config.instanceId,
+      metrics,
+      config.instanceId,
+    ),
   );
   // Store health: a lost connection, or one that stops answering (a frozen or
   // failing-over node), turns readiness 503 and tells attached sockets the
@@ -213,11 +216,13 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     );
   }, 1000);
   healthTimer.unref();
-  registerQueueRoutes(http, { store, registry, admission, config, metrics, log, realtime, auth, userLimiter, idempotency });
-  registerReservationRoutes(http, { admission, ledger, auth, reservations, payments, userLimiter, idempotency, metrics, log });
-  registerAuthRoutes(http, admission, auth, log);
-  registerStaticRoutes(http);
-  http.route('GET', '/page-config.json', () => ({ status: 200, body: { target_url: config.pageTargetUrl, dev_tokens: auth.devTokens } }), { rateLimit: false });
+  http.add(queueRoutes({ store, registry, admission, config, metrics, log, realtime, auth }));
+  http.add(reservationRoutes({ admission, ledger, reservations, payments, metrics, log }));
+  http.add(authRoutes(admission, auth, log, config.pageTargetUrl));
+  http.add(staticRoutes());
+  http.add(adminRoutes({ store, registry, config, log }));
+  let document: string | undefined;
+  http.add(docsRoutes(() => (document ??= JSON.stringify(openApiDocument(http.table())))));
   const adminFeed = registerAdminFeed(http.app, config.adminToken, store, registry, realtime, log, metrics);
   registerWsRoute(
     http.app,
@@ -234,8 +239,6 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     },
     wsOptions,
   );
-  registerAdminRoutes(http, { store, registry, config, log });
-  registerDocsRoutes(http);
   http.finish();
   const port = await http.listen(config.server.host, config.server.port);
   ticker.start();

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import CircuitBreaker from 'opossum';
-import { context, propagation, trace, SpanKind, SpanStatusCode, type TextMapSetter } from '@opentelemetry/api';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { startClientSpan } from '../observability/tracing.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
@@ -26,11 +27,12 @@ export interface BackendOptions {
 export interface CallMeta {
   requestId?: string | undefined;
   idempotencyKey?: string | undefined;
+  /** the calling request's W3C traceparent (HttpRequest.traceparent) */
+  traceparent?: string | undefined;
 }
 
 type Unary<Req, Res> = (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: grpc.requestCallback<Res>) => grpc.ClientUnaryCall;
 
-const setter: TextMapSetter<grpc.Metadata> = { set: (md, key, value) => md.set(key, value) };
 
 /** In-band error codes (common.v1.ErrorCode) -> the gateway's HTTP errors. */
 const inBand: Record<string, ErrorCode> = {
@@ -81,7 +83,6 @@ export function isRefusal(err: unknown): boolean {
 
 const INFRA = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.RESOURCE_EXHAUSTED]);
 const isInfra = (err: unknown): boolean => typeof (err as grpc.ServiceError)?.code === 'number' && INFRA.has((err as grpc.ServiceError).code);
-const tracer = trace.getTracer('waiting-room-gateway');
 
 export function channelCredentials(tls: boolean, caFile: string | undefined): grpc.ChannelCredentials {
   if (!tls) return grpc.credentials.createInsecure();
@@ -127,49 +128,50 @@ export class GrpcBackend<C extends grpc.Client> {
   ): Promise<Res> {
     const started = performance.now();
     const deadline = Date.now() + this.o.timeoutMs;
-    return tracer.startActiveSpan(`${this.o.service}.${method}`, { kind: SpanKind.CLIENT, attributes: { 'rpc.system': 'grpc', 'rpc.service': this.o.service, 'rpc.method': method } }, async (span) => {
-      let status = 'OK';
-      try {
-        const once = (): Promise<Res> =>
-          new Promise<Res>((resolve, reject) => {
-            const md = new grpc.Metadata();
-            propagation.inject(context.active(), md, setter);
-            if (meta.requestId) md.set('x-request-id', meta.requestId);
-            if (meta.idempotencyKey) md.set('idempotency-key', meta.idempotencyKey);
-            fn.call(this.client, req, md, { deadline }, (err, res) => (err ? reject(err) : resolve(res as Res)));
-          });
-        const withRetries = async (): Promise<Res> => {
-          for (let attempt = 0; ; attempt++) {
-            try {
-              return await once();
-            } catch (err) {
-              const backoff = 50 * 2 ** attempt;
-              if (!safe || attempt >= this.o.retries || (err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || Date.now() + backoff >= deadline) throw err;
-              await new Promise((r) => setTimeout(r, backoff));
-            }
+    // a child span only when the calling request is recorded; the traceparent goes out either way
+    const span = startClientSpan(`${this.o.service}.${method}`, { 'rpc.system': 'grpc', 'rpc.service': this.o.service, 'rpc.method': method });
+    const traceparent = span ? `00-${span.spanContext().traceId}-${span.spanContext().spanId}-01` : meta.traceparent;
+    let status = 'OK';
+    try {
+      const once = (): Promise<Res> =>
+        new Promise<Res>((resolve, reject) => {
+          const md = new grpc.Metadata();
+          if (traceparent) md.set('traceparent', traceparent);
+          if (meta.requestId) md.set('x-request-id', meta.requestId);
+          if (meta.idempotencyKey) md.set('idempotency-key', meta.idempotencyKey);
+          fn.call(this.client, req, md, { deadline }, (err, res) => (err ? reject(err) : resolve(res as Res)));
+        });
+      const withRetries = async (): Promise<Res> => {
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await once();
+          } catch (err) {
+            const backoff = 50 * 2 ** attempt;
+            if (!safe || attempt >= this.o.retries || (err as grpc.ServiceError).code !== grpc.status.UNAVAILABLE || Date.now() + backoff >= deadline) throw err;
+            await new Promise((r) => setTimeout(r, backoff));
           }
-        };
-        const res = (await this.breaker.fire(withRetries)) as Res;
-        if (res.error && res.error.code && String(res.error.code) !== 'ERROR_CODE_UNSPECIFIED' && !tolerate.includes(String(res.error.code))) {
-          status = `OK_${String(res.error.code).replace(/^ERROR_CODE_/, '')}`;
-          throw mapInBandError(res.error, this.o.service);
         }
-        return res;
-      } catch (err) {
-        if (err instanceof AppError) {
-          if (status === 'OK') status = err.code;
-          throw err;
-        }
-        const mapped = this.mapTransport(err);
-        status = (err as { code?: unknown }).code === 'EOPENBREAKER' ? 'CIRCUIT_OPEN' : (grpc.status[(err as grpc.ServiceError).code] ?? 'UNKNOWN');
-        span.setStatus({ code: SpanStatusCode.ERROR, message: status });
-        throw mapped;
-      } finally {
-        span.setAttribute('rpc.grpc.status', status);
-        span.end();
-        this.o.metrics.backendDuration.observe({ service: this.o.service, method, status_code: status }, (performance.now() - started) / 1000);
+      };
+      const res = (await this.breaker.fire(withRetries)) as Res;
+      if (res.error && res.error.code && String(res.error.code) !== 'ERROR_CODE_UNSPECIFIED' && !tolerate.includes(String(res.error.code))) {
+        status = `OK_${String(res.error.code).replace(/^ERROR_CODE_/, '')}`;
+        throw mapInBandError(res.error, this.o.service);
       }
-    });
+      return res;
+    } catch (err) {
+      if (err instanceof AppError) {
+        if (status === 'OK') status = err.code;
+        throw err;
+      }
+      const mapped = this.mapTransport(err);
+      status = (err as { code?: unknown }).code === 'EOPENBREAKER' ? 'CIRCUIT_OPEN' : (grpc.status[(err as grpc.ServiceError).code] ?? 'UNKNOWN');
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: status });
+      throw mapped;
+    } finally {
+      span?.setAttribute('rpc.grpc.status', status);
+      span?.end();
+      this.o.metrics.backendDuration.observe({ service: this.o.service, method, status_code: status }, (performance.now() - started) / 1000);
+    }
   }
 
   private mapTransport(err: unknown): AppError {

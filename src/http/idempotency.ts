@@ -4,7 +4,7 @@ import type { RedisClient } from '../redis/connect.js';
 import { callStore } from '../redis/connect.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
-import type { Handler, HttpReply, HttpRequest } from './server.js';
+import type { HttpRequest, Reply } from './route.js';
 
 // Idempotency-Key per the contract: the same key with the same request
 // replays the stored response (X-Idempotency-Cached: true); the same key with
@@ -32,57 +32,65 @@ export class Idempotency {
     private readonly ttlMs: number,
     private readonly inflightMs: number,
     private readonly metrics: Metrics,
-    /** the verified subject of an Authorization header (undefined without one); throws 401 when it does not verify */
-    private readonly subjectOf: (authorization: string | undefined) => Promise<string | undefined>,
     private readonly log: Logger,
   ) {}
 
-  wrap(handler: Handler, o: { required: boolean }): Handler {
-    return async (req: HttpRequest): Promise<HttpReply> => {
-      const key = req.headers['idempotency-key'];
-      if (!key) {
-        if (o.required) throw new AppError('IDEMPOTENCY_KEY_REQUIRED', 'this request needs an Idempotency-Key header (a UUID)');
-        return handler(req);
-      }
-      if (!KEY_RE.test(key)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
-      const sub = await this.subjectOf(req.headers.authorization);
-      const scope = sha(`${req.route}\n${sub !== undefined ? `u:${sub}` : `ip:${req.clientIp}`}`);
-      const recordKey = `${this.prefix}idem:${scope}:${sha(key)}`;
-      const fp = sha(`${req.method}\n${req.path}\n${req.rawQuery}\n${req.body?.toString('utf8') ?? ''}`);
-      const owner = randomBytes(12).toString('base64url');
-      const r = (await this.call('idemBegin', recordKey, [fp, owner, this.inflightMs])) as unknown[];
-      const code = Number(r[0]);
-      if (code === 1) throw new AppError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different request', { reason: 'different_request' });
-      if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a request with this Idempotency-Key is still in progress', { reason: 'in_flight' });
-      if (code === 3) {
-        this.metrics.idempotencyHits.inc();
-        const headers = JSON.parse(String(r[3])) as Record<string, string>;
-        return { status: Number(r[1]), body: String(r[2]), headers: { ...headers, 'X-Idempotency-Cached': 'true' } };
-      }
-      let reply: HttpReply;
-      const keepAlive = setInterval(() => {
-        this.call('idemExtend', recordKey, [owner, this.inflightMs]).catch((err: unknown) => this.log.warn({ route: req.route, err }, 'idempotency: could not extend a claim in flight'));
-      }, Math.max(500, Math.floor(this.inflightMs / 3)));
-      try {
-        reply = await handler(req);
-      } catch (err) {
-        clearInterval(keepAlive);
-        if (err instanceof AppError && err.status < 500) {
-          await this.finish(req, recordKey, owner, err.status, errorBody(err.code, err.message, req.traceId, err.details), err.headers ?? {});
-        } else {
-          await this.release(req, recordKey, owner);
-        }
-        throw err;
-      }
+  /**
+   * Runs `exec` at most once per (route, caller, Idempotency-Key): a repeat
+   * replays the stored answer. `subject`: the verified user (the edge has
+   * authenticated the request), else the client address scopes the key.
+   */
+  async run(
+    req: HttpRequest,
+    subject: string | undefined,
+    required: boolean,
+    exec: () => Promise<Reply>,
+    /** the route's serialiser (the edge's compiled one): a stored answer is what the route writes */
+    serialize: (status: number, body: unknown) => string,
+  ): Promise<Reply> {
+    const key = req.headers['idempotency-key'];
+    if (!key) {
+      if (required) throw new AppError('IDEMPOTENCY_KEY_REQUIRED');
+      return exec();
+    }
+    if (!KEY_RE.test(key)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
+    const scope = sha(`${req.route}\n${subject !== undefined ? `u:${subject}` : `ip:${req.clientIp}`}`);
+    const recordKey = `${this.prefix}idem:${scope}:${sha(key)}`;
+    const fp = sha(`${req.method}\n${req.path}\n${req.rawQuery}\n${req.body?.toString('utf8') ?? ''}`);
+    const owner = randomBytes(12).toString('base64url');
+    const r = (await this.call('idemBegin', recordKey, [fp, owner, this.inflightMs])) as unknown[];
+    const code = Number(r[0]);
+    if (code === 1) throw new AppError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different request', { reason: 'different_request' });
+    if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a request with this Idempotency-Key is still in progress', { reason: 'in_flight' });
+    if (code === 3) {
+      this.metrics.idempotencyHits.inc();
+      const headers = JSON.parse(String(r[3])) as Record<string, string>;
+      return { status: Number(r[1]), body: String(r[2]), headers: { ...headers, 'X-Idempotency-Cached': 'true' } };
+    }
+    let reply: Reply;
+    const keepAlive = setInterval(() => {
+      this.call('idemExtend', recordKey, [owner, this.inflightMs]).catch((err: unknown) => this.log.warn({ route: req.route, err }, 'idempotency: could not extend a claim in flight'));
+    }, Math.max(500, Math.floor(this.inflightMs / 3)));
+    try {
+      reply = await exec();
+    } catch (err) {
       clearInterval(keepAlive);
-      if (reply.status >= 500) {
+      if (err instanceof AppError && err.status < 500) {
+        await this.finish(req, recordKey, owner, err.status, errorBody(err.code, err.message, req.traceId, err.details), err.headers ?? {});
+      } else {
         await this.release(req, recordKey, owner);
-        return reply;
       }
-      const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
-      await this.finish(req, recordKey, owner, reply.status, body, reply.headers ?? {});
-      return { ...reply, body };
-    };
+      throw err;
+    }
+    clearInterval(keepAlive);
+    if (reply.status >= 500) {
+      await this.release(req, recordKey, owner);
+      return reply;
+    }
+    // stored as the serialised JSON the route's schema would write, so a replay is byte for byte the answer
+    const body = reply.body === undefined ? '' : typeof reply.body === 'string' ? reply.body : serialize(reply.status, reply.body);
+    await this.finish(req, recordKey, owner, reply.status, body, reply.headers ?? {});
+    return { ...reply, body };
   }
 
   /**

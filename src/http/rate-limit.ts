@@ -73,3 +73,8 @@ export function rateLimitHeaders(v: Verdict): Record<string, string> {
   if (!v.ok) h['Retry-After'] = String(v.retryAfterSec);
   return h;
 }
+
+/** The same as one pre-joined header block (leading CRLF): the edge writes a response's headers in one call. */
+export function rateLimitLine(v: Verdict): string {
+  return `\r\nX-RateLimit-Limit: ${v.limit}\r\nX-RateLimit-Remaining: ${v.remaining}\r\nX-RateLimit-Reset: ${v.resetSec}`;
+}

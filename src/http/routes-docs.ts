@@ -3,9 +3,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { openApiDocument } from './openapi.js';
-import { PAGE_CSP } from './static.js';
-import type { HttpReply, HttpRequest, HttpServer } from './server.js';
+import { fileRoute } from './static.js';
+import { route, type AnyRoute } from './route.js';
 
 // GET /openapi.json: the OpenAPI 3.1 document (built once).
 // GET /docs: Swagger UI from the swagger-ui-dist npm package, served from this
@@ -80,10 +79,8 @@ function protocolDoc(): string | undefined {
   return undefined;
 }
 
-export function registerDocsRoutes(http: HttpServer): void {
-  const document = JSON.stringify(openApiDocument());
-  http.route('GET', '/openapi.json', () => ({ status: 200, body: document }), { rateLimit: false });
-
+/** /openapi.json (generated from the route table on first request: the table includes these routes too), /docs and its assets. */
+export function docsRoutes(document: () => string): AnyRoute[] {
   const assets = new Map<string, Asset>();
   const ui = swaggerUiDir();
   if (ui) {
@@ -97,15 +94,18 @@ export function registerDocsRoutes(http: HttpServer): void {
   const protocol = protocolDoc();
   if (protocol !== undefined) assets.set('/docs/PROTOCOL.md', asset(protocol, 'text/plain; charset=utf-8'));
   const html = asset(page(ui !== undefined), 'text/html; charset=utf-8');
-
-  const serve =
-    (a: Asset, cache: string) =>
-    (req: HttpRequest): HttpReply => {
-      const headers = { 'Content-Security-Policy': PAGE_CSP, 'Cache-Control': cache, ETag: a.etag };
-      if (req.headers['if-none-match'] === a.etag) return { status: 304, body: '', contentType: a.type, headers };
-      return { status: 200, body: a.body, contentType: a.type, headers };
-    };
-  const probe = { rateLimit: false };
-  http.route('GET', '/docs', serve(html, 'no-cache'), probe);
-  for (const [path, a] of assets) http.route('GET', path, serve(a, 'public, max-age=300'), probe);
+  return [
+    route({
+      method: 'GET',
+      path: '/openapi.json',
+      operationId: 'openApiDocument',
+      summary: 'This document',
+      tags: ['docs'],
+      rateLimit: false,
+      responses: { 200: { description: 'OpenAPI 3.1.' } },
+      handler: () => ({ status: 200, body: document() }),
+    }),
+    fileRoute('/docs', html, 'no-cache', { operationId: 'apiDocsPage', summary: 'Browsable API documentation (Swagger UI, served locally; every asset is same-origin)', tags: ['docs'] }),
+    ...[...assets].map(([path, a]) => fileRoute(path, a, 'public, max-age=300')),
+  ];
 }

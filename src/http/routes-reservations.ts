@@ -1,16 +1,12 @@
 import { AppError } from '../errors.js';
-import { EVENT_ID_RE } from '../queue/keys.js';
 import { createHash } from 'node:crypto';
 import { AdmissionTokenLedger, type AdmissionTokenIssuer } from '../auth/admission-token.js';
 import { isRefusal } from '../backends/grpc-backend.js';
-import type { UserAuth } from '../auth/user-auth.js';
 import type { Reservations, Payments, Reservation, Scenario } from '../backends/reservations.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
-import type { TokenBuckets } from './rate-limit.js';
-import type { Idempotency } from './idempotency.js';
-import { identify, limitUser } from './routes-queue.js';
-import { jsonBody, type HttpServer } from './server.js';
+import { route, type AnyRoute, type ErrorList, type HttpRequest } from './route.js';
+import * as S from './schemas.js';
 
 // POST /api/v1/reservations: the first place a reservation_token is spent.
 // JWT (when authentication is configured) + Idempotency-Key required; the
@@ -26,17 +22,11 @@ import { jsonBody, type HttpServer } from './server.js';
 export interface ReservationRouteDeps {
   admission: AdmissionTokenIssuer;
   ledger: AdmissionTokenLedger;
-  auth: UserAuth;
   reservations: Reservations;
   payments: Payments;
-  userLimiter: TokenBuckets;
-  idempotency: Idempotency;
   metrics: Metrics;
   log: Logger;
 }
-
-const SEAT_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
-const ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
 const reservationJson = (r: Reservation) => ({
   reservation_id: r.reservationId,
@@ -49,28 +39,61 @@ const reservationJson = (r: Reservation) => ({
   ...(r.paymentIntentId ? { payment_intent_id: r.paymentIntentId } : {}),
   ...(r.orderId ? { order_id: r.orderId } : {}),
 });
-const SCENARIOS: readonly Scenario[] = ['approve', 'fail', 'delay', 'random', 'timeout'];
 
-export function registerReservationRoutes(http: HttpServer, d: ReservationRouteDeps): void {
-  http.route(
-    'POST',
-    '/api/v1/reservations',
-    d.idempotency.wrap(
-      async (req) => {
-        const id = await identify(d.auth, d.metrics, req.headers.authorization, d.auth.configured);
-        if (id) limitUser(d.userLimiter, d.metrics, id);
-        const b = jsonBody(req);
-        if (typeof b.event_id !== 'string' || !EVENT_ID_RE.test(b.event_id)) throw new AppError('INVALID_REQUEST', 'event_id is required (1-64 characters of A-Z a-z 0-9 _ -)');
-        if (!Array.isArray(b.seat_ids) || b.seat_ids.length === 0 || b.seat_ids.length > 20 || !b.seat_ids.every((x) => typeof x === 'string' && SEAT_RE.test(x))) {
-          throw new AppError('INVALID_REQUEST', 'seat_ids must be 1-20 seat ids');
-        }
-        const seats = b.seat_ids as string[];
-        if (new Set(seats).size !== seats.length) throw new AppError('INVALID_REQUEST', 'seat_ids must not repeat');
+/** A gRPC backend call: transport failures, and in-band `error` codes mapped by code (common.v1.ErrorCode -> gateway code). */
+export const BACKEND_ERRORS: ErrorList = [
+  ['UNAUTHORIZED', 'backend in-band UNAUTHENTICATED'],
+  ['FORBIDDEN', "backend in-band FORBIDDEN or UNAUTHORIZED (e.g. not the caller's reservation)"],
+  ['INVALID_REQUEST', 'backend in-band INVALID_ARGUMENT'],
+  ['NOT_FOUND', 'backend in-band NOT_FOUND'],
+  ['ALREADY_EXISTS', 'backend in-band ALREADY_EXISTS'],
+  ['PRECONDITION_FAILED', 'backend in-band FAILED_PRECONDITION'],
+  ['RATE_LIMITED', 'backend in-band RATE_LIMITED'],
+  ['QUOTA_EXCEEDED', 'backend in-band QUOTA_EXCEEDED'],
+  ['IDEMPOTENCY_KEY_REQUIRED', 'backend in-band IDEMPOTENCY_REQUIRED'],
+  ['IDEMPOTENCY_CONFLICT', 'backend in-band IDEMPOTENCY_CONFLICT'],
+  ['RESERVATION_EXPIRED', 'backend in-band RESERVATION_EXPIRED'],
+  ['PAYMENT_NOT_APPROVED', 'backend in-band PAYMENT_NOT_APPROVED'],
+  ['INVENTORY_CONFLICT', 'backend in-band INVENTORY_CONFLICT (a seat is already held or sold)'],
+  ['INSUFFICIENT_INVENTORY', 'backend in-band INSUFFICIENT_INVENTORY'],
+  ['CONCURRENT_MODIFICATION', 'backend in-band CONCURRENT_MODIFICATION'],
+  ['UPSTREAM_ERROR', 'the backend failed (gRPC INTERNAL/UNKNOWN/…, or in-band INTERNAL, UPSTREAM_ERROR, DATA_CORRUPTION)'],
+  ['UPSTREAM_UNAVAILABLE', 'the backend is unreachable (reason unavailable) or its circuit breaker is open (reason circuit_open); retry after Retry-After'],
+  ['UPSTREAM_TIMEOUT', 'the backend did not answer within its deadline (BACKEND_*_TIMEOUT)'],
+];
+const BAD_ID: ErrorList = [['NOT_FOUND', 'the id is not 1-64 characters of A-Z a-z 0-9 _ -']];
+const meta = (req: HttpRequest, idempotencyKey?: string) => ({ requestId: req.requestId, traceparent: req.traceparent, ...(idempotencyKey ? { idempotencyKey } : {}) });
+
+export function reservationRoutes(d: ReservationRouteDeps): AnyRoute[] {
+  return [
+    route({
+      method: 'POST',
+      path: '/api/v1/reservations',
+      operationId: 'createReservation',
+      summary: 'Hold seats with a reservation token',
+      description:
+        'Spends the `reservation_token` from enter: it must verify, be for this event and this user, be unexpired, and buys exactly one reservation. ' +
+        'A backend refusal (e.g. a seat taken) frees it for another try; after a timeout only the same request (same seats) may be retried, and gets the hold the first call may have made; ' +
+        'once reserved, the same request replays the reservation under any Idempotency-Key. A bearer JWT is required when user authentication is configured; `Idempotency-Key` is required.',
+      tags: ['reservations'],
+      auth: 'user-if-configured',
+      idempotency: 'required',
+      body: S.CreateReservationRequest,
+      responses: { 201: { description: 'Held.', schema: S.Reservation, headers: ['X-Idempotency-Cached'] } },
+      errors: [
+        ['INVALID_REQUEST', 'event_id, seat_ids (1-20 distinct ids), quantity (= number of seat_ids) or reservation_token missing or invalid'],
+        ['FORBIDDEN', 'the reservation_token is unusable; `reason` is malformed, invalid, expired, used (spent, or its outcome is unknown and this is another request), wrong_event or wrong_user'],
+        ['IDEMPOTENCY_CONFLICT', 'a reservation with this reservation_token is in progress (reason in_flight); retry after Retry-After'],
+        ['SERVICE_UNAVAILABLE', 'the reservation was made but could not be recorded (reason outcome_not_recorded); retry the same request'],
+        ['REDIS_UNAVAILABLE', 'the queue store (Redis) is unavailable or did not answer within REDIS_COMMAND_TIMEOUT_MS; retry after Retry-After'],
+        ...BACKEND_ERRORS,
+      ],
+      handler: async ({ req, body: b, user }) => {
+        const seats = b.seat_ids;
         const quantity = b.quantity ?? seats.length;
-        if (typeof quantity !== 'number' || !Number.isInteger(quantity) || quantity !== seats.length) throw new AppError('INVALID_REQUEST', 'quantity must equal the number of seat_ids');
-        if (typeof b.reservation_token !== 'string' || b.reservation_token === '') throw new AppError('INVALID_REQUEST', 'reservation_token is required');
+        if (quantity !== seats.length) throw new AppError('INVALID_REQUEST', 'quantity must equal the number of seat_ids');
         // open mode (no user authentication): the token's own subject is the user
-        const claims = await d.admission.verify(b.reservation_token, { eventId: b.event_id, userId: id?.sub ?? peekSub(b.reservation_token) });
+        const claims = await d.admission.verify(b.reservation_token, { eventId: b.event_id, userId: user?.sub ?? peekSub(b.reservation_token) });
         const fingerprint = createHash('sha256').update(JSON.stringify([b.event_id, seats, quantity, claims.sub])).digest('base64url');
         const turn = await d.ledger.begin(claims, fingerprint);
         if (turn.kind === 'replay') {
@@ -81,7 +104,7 @@ export function registerReservationRoutes(http: HttpServer, d: ReservationRouteD
         try {
           r = await d.reservations.create(
             { eventId: b.event_id, seatIds: seats, quantity, userId: claims.sub, reservationToken: b.reservation_token, clientIp: req.clientIp },
-            { requestId: req.requestId, idempotencyKey: AdmissionTokenLedger.backendKey(claims, turn.attempt) },
+            meta(req, AdmissionTokenLedger.backendKey(claims, turn.attempt)),
           );
         } catch (err) {
           // Refused in-band: nothing was reserved, the token may be used again
@@ -112,109 +135,123 @@ export function registerReservationRoutes(http: HttpServer, d: ReservationRouteD
         d.log.info({ event_id: r.eventId, reservation_id: r.reservationId, seats: seats.length, resumed: turn.resumed }, 'reservation created');
         return { status: 201, body };
       },
-      { required: true },
-    ),
-    { body: true },
-  );
-
-  /** JWT subject for routes that act for a user: required when auth is configured; in open mode the caller names no one and gets 401. */
-  const who = async (authorization: string | undefined): Promise<string> => {
-    const id = await identify(d.auth, d.metrics, authorization, true);
-    limitUser(d.userLimiter, d.metrics, id!);
-    return id!.sub;
-  };
-  const param = (v: string | undefined, what: string): string => {
-    if (!v || !ID_RE.test(v)) throw new AppError('NOT_FOUND', `no such ${what}`);
-    return v;
-  };
-
-  http.route('GET', '/api/v1/reservations/:id', async (req) => {
-    const sub = await who(req.headers.authorization);
-    const r = await d.reservations.get(param(req.params[0], 'reservation'), sub, { requestId: req.requestId });
-    return { status: 200, body: reservationJson(r) };
-  });
-
-  http.route(
-    'POST',
-    '/api/v1/reservations/:id/confirm',
-    d.idempotency.wrap(
-      async (req) => {
-        const sub = await who(req.headers.authorization);
-        const b = req.body && req.body.length ? jsonBody(req) : {};
-        const pi = b.payment_intent_id ?? '';
-        if (typeof pi !== 'string' || (pi !== '' && !ID_RE.test(pi))) throw new AppError('INVALID_REQUEST', 'payment_intent_id must be an id');
-        const r = await d.reservations.confirm(param(req.params[0], 'reservation'), pi, sub, { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] });
-        d.log.info({ reservation_id: req.params[0], order_id: r.orderId }, 'reservation confirmed');
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/reservations/:id',
+      operationId: 'getReservation',
+      summary: 'A reservation of the caller',
+      tags: ['reservations'],
+      auth: 'user',
+      params: S.IdParams('reservation'),
+      invalid: { id: 'NOT_FOUND' },
+      responses: { 200: { description: 'The reservation.', schema: S.Reservation } },
+      errors: [...BAD_ID, ...BACKEND_ERRORS],
+      handler: async ({ req, params, user }) => ({ status: 200, body: reservationJson(await d.reservations.get(params.id, user!.sub, meta(req))) }),
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/reservations/:id/confirm',
+      operationId: 'confirmReservation',
+      summary: 'Confirm a held reservation (after payment)',
+      tags: ['reservations'],
+      auth: 'user',
+      idempotency: 'required',
+      params: S.IdParams('reservation'),
+      invalid: { id: 'NOT_FOUND' },
+      body: S.ConfirmReservationRequest,
+      bodyOptional: true,
+      responses: { 200: { description: 'Confirmed.', schema: S.ConfirmReservationResponse, headers: ['X-Idempotency-Cached'] } },
+      errors: [['INVALID_REQUEST', 'a non-empty body that is not a JSON object, or a payment_intent_id that is not an id'], ...BAD_ID, ...BACKEND_ERRORS],
+      handler: async ({ req, params, body, user }) => {
+        const r = await d.reservations.confirm(params.id, body.payment_intent_id ?? '', user!.sub, meta(req, req.headers['idempotency-key']));
+        d.log.info({ reservation_id: params.id, order_id: r.orderId }, 'reservation confirmed');
         return { status: 200, body: { order_id: r.orderId, status: r.status, confirmed_at: r.confirmedAt } };
       },
-      { required: true },
-    ),
-    { body: true },
-  );
-
-  http.route(
-    'POST',
-    '/api/v1/reservations/:id/cancel',
-    d.idempotency.wrap(
-      async (req) => {
-        const sub = await who(req.headers.authorization);
-        const r = await d.reservations.cancel(param(req.params[0], 'reservation'), sub, 'user', { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] });
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/reservations/:id/cancel',
+      operationId: 'cancelReservation',
+      summary: 'Cancel a reservation (releases the seats)',
+      description: 'No body is needed (any body is ignored).',
+      tags: ['reservations'],
+      auth: 'user',
+      idempotency: 'required',
+      params: S.IdParams('reservation'),
+      invalid: { id: 'NOT_FOUND' },
+      responses: { 200: { description: 'Cancelled.', schema: S.CancelReservationResponse, headers: ['X-Idempotency-Cached'] } },
+      errors: [...BAD_ID, ...BACKEND_ERRORS],
+      handler: async ({ req, params, user }) => {
+        const r = await d.reservations.cancel(params.id, user!.sub, 'user', meta(req, req.headers['idempotency-key']));
         return { status: 200, body: { status: r.status, cancelled_at: r.cancelledAt } };
       },
-      { required: true },
-    ),
-    { body: true },
-  );
-
-  http.route(
-    'POST',
-    '/api/v1/payment/intent',
-    d.idempotency.wrap(
-      async (req) => {
-        const sub = await who(req.headers.authorization);
-        const b = jsonBody(req);
-        if (typeof b.reservation_id !== 'string' || !ID_RE.test(b.reservation_id)) throw new AppError('INVALID_REQUEST', 'reservation_id is required');
-        if (typeof b.amount !== 'number' || !Number.isSafeInteger(b.amount) || b.amount <= 0) throw new AppError('INVALID_AMOUNT', 'amount must be a positive integer (minor units)');
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/payment/intent',
+      operationId: 'createPaymentIntent',
+      summary: 'Create a payment intent for a reservation',
+      tags: ['payments'],
+      auth: 'user',
+      idempotency: 'required',
+      body: S.PaymentIntentRequest,
+      missing: { amount: 'INVALID_AMOUNT' },
+      responses: { 200: { description: 'The intent.', schema: S.PaymentIntent, headers: ['X-Idempotency-Cached'] } },
+      errors: [
+        ['INVALID_REQUEST', 'reservation_id missing or not an id, currency not an ISO 4217 code, or an unknown scenario'],
+        ['INVALID_AMOUNT', 'amount is not a positive integer (minor units)'],
+        ...BACKEND_ERRORS,
+      ],
+      handler: async ({ req, body: b, user }) => {
+        if (typeof b.amount !== 'number' || !Number.isSafeInteger(b.amount) || b.amount <= 0) throw new AppError('INVALID_AMOUNT');
         const currency = b.currency ?? 'KRW';
-        if (typeof currency !== 'string' || !/^[A-Z]{3}$/.test(currency)) throw new AppError('INVALID_REQUEST', 'currency must be an ISO 4217 code');
-        const scenario = b.scenario ?? 'approve';
-        if (typeof scenario !== 'string' || !SCENARIOS.includes(scenario as Scenario)) throw new AppError('INVALID_REQUEST', `scenario must be one of ${SCENARIOS.join(', ')}`);
-        const r = await d.payments.createIntent(
-          { reservationId: b.reservation_id, amount: b.amount, currency, userId: sub, scenario: scenario as Scenario },
-          { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] },
-        );
+        const scenario: Scenario = b.scenario ?? 'approve';
+        const r = await d.payments.createIntent({ reservationId: b.reservation_id, amount: b.amount, currency, userId: user!.sub, scenario }, meta(req, req.headers['idempotency-key']));
         return { status: 200, body: { payment_intent_id: r.paymentIntentId, status: r.status, amount: b.amount, currency, reservation_id: b.reservation_id, client_secret: r.clientSecret, expires_at: r.expiresAt } };
       },
-      { required: true },
-    ),
-    { body: true },
-  );
-
-  http.route('GET', '/api/v1/payment/:id/status', async (req) => {
-    const sub = await who(req.headers.authorization);
-    const p = await d.payments.status(param(req.params[0], 'payment'), sub, { requestId: req.requestId });
-    return { status: 200, body: { payment_intent_id: p.paymentIntentId, status: p.status, amount: p.amount, currency: p.currency, reservation_id: p.reservationId } };
-  });
-
-  http.route(
-    'POST',
-    '/api/v1/payment/process',
-    d.idempotency.wrap(
-      async (req) => {
-        await who(req.headers.authorization);
-        const b = jsonBody(req);
-        if (typeof b.payment_intent_id !== 'string' || !ID_RE.test(b.payment_intent_id)) throw new AppError('INVALID_REQUEST', 'payment_intent_id is required');
-        if (b.action !== 'approve' && b.action !== 'fail') throw new AppError('INVALID_REQUEST', 'action must be approve or fail');
-        const r = await d.payments.process(b.payment_intent_id, b.action, { requestId: req.requestId, idempotencyKey: req.headers['idempotency-key'] });
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/payment/:id/status',
+      operationId: 'getPaymentStatus',
+      summary: "A payment intent's status",
+      tags: ['payments'],
+      auth: 'user',
+      params: S.IdParams('payment intent'),
+      invalid: { id: 'NOT_FOUND' },
+      responses: { 200: { description: 'The payment.', schema: S.PaymentStatus } },
+      errors: [...BAD_ID, ...BACKEND_ERRORS],
+      handler: async ({ req, params, user }) => {
+        const p = await d.payments.status(params.id, user!.sub, meta(req));
+        return { status: 200, body: { payment_intent_id: p.paymentIntentId, status: p.status, amount: p.amount, currency: p.currency, reservation_id: p.reservationId } };
+      },
+    }),
+    route({
+      method: 'POST',
+      path: '/api/v1/payment/process',
+      operationId: 'processPayment',
+      summary: 'Process (approve or fail) a payment intent',
+      description: 'A declined payment is an outcome, not an error: 200 with `"status":"FAILED"` and a `failure_reason`.',
+      tags: ['payments'],
+      auth: 'user',
+      idempotency: 'required',
+      body: S.ProcessPaymentRequest,
+      responses: { 200: { description: 'Processed (COMPLETED or FAILED).', schema: S.ProcessPaymentResponse, headers: ['X-Idempotency-Cached'] } },
+      errors: [
+        ['INVALID_REQUEST', 'payment_intent_id missing or not an id, or action is not approve or fail'],
+        // PAYMENT_NOT_APPROVED is tolerated here: it is the 200 FAILED outcome
+        ...BACKEND_ERRORS.filter(([c]) => c !== 'PAYMENT_NOT_APPROVED'),
+      ],
+      handler: async ({ req, body: b }) => {
+        const r = await d.payments.process(b.payment_intent_id, b.action, meta(req, req.headers['idempotency-key']));
         return {
           status: 200,
           body: { payment_intent_id: b.payment_intent_id, payment_id: r.paymentId, status: r.status, transaction_id: r.transactionId, processed_at: r.processedAt, ...(r.failureReason ? { failure_reason: r.failureReason } : {}) },
         };
       },
-      { required: true },
-    ),
-    { body: true },
-  );
+    }),
+  ];
 }
 
 /** The subject of a token before verification; verify() then checks the signature over it. */

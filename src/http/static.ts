@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, extname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { HttpServer } from './server.js';
+import { route, type AnyRoute } from './route.js';
 import { AppError } from '../errors.js';
 
 // The waiting-room page, the operator page and the browser client library,
@@ -56,29 +56,63 @@ function load(dir: string, prefix: string, into: Map<string, Asset>): void {
   })(dir);
 }
 
-export function registerStaticRoutes(http: HttpServer): void {
+/** A file served from memory: its route carries the page policy and cache rule; the ETag makes a 304 cheap. */
+export function fileRoute(path: string, a: { body: string | Buffer; type: string; etag: string }, cache: string, doc?: { operationId: string; summary: string; tags: string[] }): AnyRoute {
+  const body = typeof a.body === 'string' ? a.body : a.body.toString('utf8');
+  return route({
+    method: 'GET',
+    path,
+    operationId: doc?.operationId ?? `file ${path}`,
+    summary: doc?.summary ?? path,
+    tags: doc?.tags ?? ['pages'],
+    hidden: !doc,
+    rateLimit: false,
+    reads: ['if-none-match'],
+    headers: { 'Content-Security-Policy': PAGE_CSP, 'Cache-Control': cache },
+    responses: {
+      200: { description: doc?.summary ?? 'the file', contentType: a.type, headers: ['ETag', 'Content-Security-Policy', 'Cache-Control'] },
+      304: { description: 'Not modified (If-None-Match matched the ETag).', headers: ['ETag'] },
+    },
+    handler: ({ req }) =>
+      req.headers['if-none-match'] === a.etag ? { status: 304, body: '', contentType: a.type, headers: { ETag: a.etag } } : { status: 200, body, contentType: a.type, headers: { ETag: a.etag } },
+  });
+}
+
+export function staticRoutes(): AnyRoute[] {
   const root = projectRoot();
   const assets = new Map<string, Asset>();
   load(join(root, 'web'), '', assets);
   // the browser client library, compiled from src/client by the build
   load(join(root, 'dist', 'src', 'client'), '/client', assets);
-  const serve = (path: string, ifNoneMatch: string | undefined) => {
-    const a = assets.get(path);
-    if (!a) return undefined;
-    const headers = { 'Content-Security-Policy': PAGE_CSP, 'Cache-Control': path.endsWith('.html') ? 'no-cache' : 'public, max-age=300', ETag: a.etag };
-    if (ifNoneMatch === a.etag) return { status: 304, body: '', contentType: a.type, headers };
-    return { status: 200, body: a.body.toString('utf8'), contentType: a.type, headers };
-  };
-  const page = (file: string) => (req: Parameters<Parameters<HttpServer['route']>[2]>[0]) => {
-    const r = serve(file, req.headers['if-none-match']);
-    if (!r) throw new AppError('NOT_FOUND', 'page missing from this build');
-    return r;
-  };
-  const probe = { rateLimit: false };
-  http.route('GET', '/', page('/index.html'), probe);
-  http.route('GET', '/admin', page('/admin.html'), probe);
-  for (const path of assets.keys()) {
-    if (path === '/index.html' || path === '/admin.html') continue;
-    http.route('GET', path, page(path), probe);
+  const routes: AnyRoute[] = [];
+  const pages: [string, string, string, string][] = [
+    ['/', '/index.html', 'waitingRoomPage', 'The waiting-room page (same-origin scripts only, see Content-Security-Policy).'],
+    ['/admin', '/admin.html', 'operatorPage', 'The operator page (it asks the operator for the ADMIN_TOKEN; same-origin scripts only).'],
+  ];
+  for (const [path, file, operationId, summary] of pages) {
+    const a = assets.get(file);
+    if (a) routes.push(fileRoute(path, a, 'no-cache', { operationId, summary, tags: ['pages'] }));
+    else {
+      routes.push(
+        route({
+          method: 'GET',
+          path,
+          operationId,
+          summary,
+          tags: ['pages'],
+          rateLimit: false,
+          responses: {},
+          errors: [['NOT_FOUND', 'the page is missing from this build (web/ not built)']],
+          handler: () => {
+            throw new AppError('NOT_FOUND', 'page missing from this build');
+          },
+        }),
+      );
+    }
   }
+  for (const [path, a] of assets) {
+    if (path === '/index.html' || path === '/admin.html') continue;
+    routes.push(fileRoute(path, a, path.endsWith('.html') ? 'no-cache' : 'public, max-age=300'));
+  }
+  return routes;
 }

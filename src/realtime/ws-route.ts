@@ -9,7 +9,7 @@ import type { EventRoom, LocalUser, SocketSink } from './event-room.js';
 import type { Realtime } from './realtime.js';
 import type { UserAuth } from '../auth/user-auth.js';
 import { TokenBuckets } from '../http/rate-limit.js';
-import { clientAddress } from '../http/server.js';
+import { clientAddress } from '../http/client-address.js';
 import { Close, PROTOCOL_VERSION, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
 
 // GET /api/v1/queue/ws?token=<waiting_token> on the same uWebSockets.js app.

@@ -1,9 +1,9 @@
 import { Redis, Cluster, ReplyError, type RedisOptions, type ClusterOptions } from 'ioredis';
-import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { startClientSpan } from '../observability/tracing.js';
 import { scripts, type ScriptKey } from '../generated/lua.js';
 import { AppError } from '../errors.js';
 
-const tracer = trace.getTracer('waiting-room-gateway');
 let observer: ((script: string, seconds: number) => void) | undefined;
 
 /** Called with every script round trip (the gateway records redis_command_duration_seconds). */
@@ -125,16 +125,17 @@ export function callScript(client: RedisClient, key: ScriptKey, keys: readonly s
   const fn = (client as unknown as Record<string, (...a: (string | number)[]) => Promise<unknown>>)[scripts[key].name];
   if (!fn) throw new Error(`script ${key} is not defined on this client`);
   const started = performance.now();
-  const span = tracer.startSpan(`redis ${key}`, { kind: SpanKind.CLIENT, attributes: { 'db.system': 'redis', 'db.operation.name': 'EVALSHA', 'db.query.summary': key } });
+  // a span only inside a recorded request (src/observability/tracing.ts): nothing at all otherwise
+  const span = startClientSpan(`redis ${key}`, { 'db.system': 'redis', 'db.operation.name': 'EVALSHA', 'db.query.summary': key });
   return fn.call(client, ...keys, ...args).then(
     (v) => {
-      span.end();
+      span?.end();
       observer?.(key, (performance.now() - started) / 1000);
       return v;
     },
     (err: unknown) => {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
-      span.end();
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      span?.end();
       observer?.(key, (performance.now() - started) / 1000);
       throw err;
     },

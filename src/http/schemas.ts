@@ -1,0 +1,235 @@
+import { Type, type TSchema } from '@sinclair/typebox';
+import { ERRORS } from '../errors.js';
+
+// The schemas of every request and response body, once (TypeBox: JSON Schema
+// with static types). The edge compiles validators (ajv) and serialisers
+// (fast-json-stringify) from them; the OpenAPI document names them under
+// components.schemas (NAMED below) and refers to them by $ref.
+
+const str = (description: string, o: Record<string, unknown> = {}) => Type.String({ description, ...o });
+const int = (description: string, o: Record<string, unknown> = {}) => Type.Integer({ description, ...o });
+const num = (description: string, o: Record<string, unknown> = {}) => Type.Number({ description, ...o });
+const nullable = (s: TSchema, description?: string) => Type.Union([s, Type.Null()], description ? { description } : {});
+const dateTime = (description: string) => nullable(Type.String({ format: 'date-time' }), description);
+
+export const EVENT_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+const ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
+const EventState = Type.Union([Type.Literal('open'), Type.Literal('paused'), Type.Literal('closed')]);
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object(
+      {
+        code: Type.String({ enum: Object.keys(ERRORS), description: 'stable machine-readable code (UPPER_SNAKE); the HTTP status follows from it' }),
+        message: str('human-readable text; never parse it'),
+        trace_id: str('the W3C trace id of the request (continues an incoming traceparent), also in X-Trace-ID'),
+        reason: Type.Optional(str('a finer reason for some codes (UNAUTHORIZED, FORBIDDEN, TOKEN_EXPIRED, IDEMPOTENCY_CONFLICT, UPSTREAM_UNAVAILABLE, SERVICE_UNAVAILABLE)')),
+        waiting_token: Type.Optional(str('DUPLICATE_REQUEST: the place the caller already holds')),
+        position: Type.Optional(int('DUPLICATE_REQUEST / NOT_READY: the current position')),
+        status: Type.Optional(str('DUPLICATE_REQUEST / NOT_IN_LINE: the state of the place')),
+        retry_after_sec: Type.Optional(int('RATE_LIMITED: seconds until a request is accepted again')),
+        upstream_code: Type.Optional(str('errors reported by a backend: its common.v1.ErrorCode without the ERROR_CODE_ prefix')),
+        fields: Type.Optional(Type.Array(Type.Object({ field: Type.String(), reason: Type.String() }), { description: 'errors reported by a backend: the fields it named' })),
+      },
+      { additionalProperties: true },
+    ),
+  },
+  { examples: [{ error: { code: 'TOKEN_NOT_FOUND', message: 'unknown waiting token', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736' } }] },
+);
+
+// ---- queue
+export const JoinRequest = Type.Object(
+  {
+    event_id: str('the event', { pattern: EVENT_ID_PATTERN }),
+    user_id: Type.Optional(str('optional; with user authentication configured it needs a bearer JWT and must equal its sub', { pattern: '^[\\x21-\\x7e]{1,128}$' })),
+  },
+  { examples: [{ event_id: 'concert-2026' }] },
+);
+export const JoinResponse = Type.Object({
+  waiting_token: str('bearer credential of the place: `<event_id>.<22 base64url characters>`', { pattern: '^[A-Za-z0-9_-]{1,64}\\.[A-Za-z0-9_-]{22}$' }),
+  position_hint: int('position at join time', { minimum: 1 }),
+  status: Type.Literal('waiting'),
+});
+export const WaitingTokenQuery = Type.Object({ token: str('the waiting_token from join (URL-encoded)', { examples: ['concert-2026.q1w2e3r4t5y6u7i8o9p0aS'] }) });
+export const QueueStatus = Type.Object({
+  status: Type.Union([Type.Literal('waiting'), Type.Literal('ready'), Type.Literal('admitted')]),
+  event_id: str('the event'),
+  event_state: EventState,
+  waiting_time: int('seconds since join', { minimum: 0 }),
+  position: int('1 + people ahead (0 once admitted)', { minimum: 0 }),
+  people_ahead: int('people ahead in line, ready users included', { minimum: 0 }),
+  eta_sec: num('estimated seconds until ready', { minimum: 0 }),
+  eta_low: num('lower end of the ETA interval', { minimum: 0 }),
+  eta_high: num('upper end of the ETA interval', { minimum: 0 }),
+  confidence: num('confidence of the ETA', { minimum: 0, maximum: 1 }),
+  ready_for_entry: Type.Boolean({ description: 'true while the user may enter' }),
+  ready_deadline: Type.Optional(str('ready only: enter before this instant', { format: 'date-time' })),
+  ready_expires_in_sec: Type.Optional(int('ready only: seconds left to enter', { minimum: 0 })),
+  poll_after_ms: int('when to poll next (polling keeps the place alive)', { minimum: 0 }),
+});
+export const EnterRequest = Type.Object({ waiting_token: str('the place to enter with', { minLength: 1 }) });
+export const EnterResponse = Type.Object({
+  admission: Type.Literal('granted'),
+  reservation_token: str('JWT signed by the gateway (claims evt, wt, sub, jti, exp, aud "reservation"); single use at POST /api/v1/reservations'),
+  ttl_sec: int('seconds the reservation token stays valid', { minimum: 0 }),
+});
+export const LeaveResponse = Type.Object({ status: Type.Literal('left') });
+
+// ---- admin
+export const EventIdParams = Type.Object({ id: str('event id', { pattern: EVENT_ID_PATTERN }) });
+export const EventPatch = Type.Object(
+  {
+    rate: Type.Optional(num('admissions per second (fractions allowed)', { minimum: 0.001, maximum: 100000 })),
+    burst: Type.Optional(int('token bucket capacity', { minimum: 1, maximum: 1000000 })),
+    ready_window_sec: Type.Optional(int('time a ready user has to enter', { minimum: 5, maximum: 86400 })),
+    reconnect_grace_sec: Type.Optional(int('time a user whose last socket closed has to reconnect', { minimum: 1, maximum: 3600 })),
+    state: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('paused'), Type.Literal('closed')], { description: 'open admits; paused accepts joins, promotes nobody; closed refuses joins (403) and promotes nobody' })),
+  },
+  { additionalProperties: false, examples: [{ rate: 50, burst: 100, state: 'open' }] },
+);
+export const Event = Type.Object({
+  event_id: str('the event'),
+  rate: num('admissions per second'),
+  burst: int('token bucket capacity'),
+  ready_window_sec: int('time a ready user has to enter'),
+  reconnect_grace_sec: int('reconnect grace of sockets'),
+  state: EventState,
+  created_at: str('creation time', { format: 'date-time' }),
+  updated_at: str('last change', { format: 'date-time' }),
+});
+export const EventStats = Type.Intersect([
+  Event,
+  Type.Object({
+    in_line: int('waiting + ready'),
+    waiting: int('waiting users'),
+    ready: int('ready users'),
+    joined_total: int('joins'),
+    promoted_total: int('promotions to ready'),
+    admitted_total: int('admissions (enter)'),
+    left_total: int('users who left'),
+    expired_total: int('expired (ready window + liveness)'),
+    expired_ready_window_total: int('expired: ready window passed'),
+    expired_liveness_total: int('expired: liveness lapsed'),
+    bucket_tokens: num('tokens in the bucket'),
+    admission_rate: Type.Object({
+      configured: num('configured rate'),
+      weighted: num('weighted measured rate'),
+      '1m': nullable(Type.Number()),
+      '5m': nullable(Type.Number()),
+      '15m': nullable(Type.Number()),
+    }),
+    promote_share: num('share of joiners (last 15 minutes) who take their slot rather than give up while waiting'),
+    eta_confidence: num('ETA confidence', { minimum: 0, maximum: 1 }),
+    ticker_instance: nullable(Type.String(), 'instance holding the ticker lease'),
+  }),
+]);
+export const EventSummary = Type.Object({
+  event_id: str('the event'),
+  state: EventState,
+  rate: num('admissions per second'),
+  burst: int('token bucket capacity'),
+  in_line: int('waiting + ready'),
+  waiting: int('waiting users'),
+  ready: int('ready users'),
+});
+export const EventList = Type.Object({ events: Type.Array(EventSummary, { maxItems: 1000 }) });
+
+// ---- reservations and payments
+export const IdParams = (what: string) => Type.Object({ id: str(`${what} id`, { pattern: ID_PATTERN }) });
+export const CreateReservationRequest = Type.Object({
+  event_id: str('the event the reservation token is for', { pattern: EVENT_ID_PATTERN }),
+  seat_ids: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }), { minItems: 1, maxItems: 20, uniqueItems: true, description: '1-20 distinct seat ids' }),
+  quantity: Type.Optional(int('must equal the number of seat_ids (defaults to it)', { minimum: 1, maximum: 20 })),
+  reservation_token: str('from POST /api/v1/queue/enter', { minLength: 1 }),
+});
+export const Reservation = Type.Object({
+  reservation_id: str('the reservation'),
+  status: str('HOLD, CONFIRMED, CANCELLED, EXPIRED, …', { examples: ['HOLD'] }),
+  event_id: str('the event'),
+  seat_ids: Type.Array(Type.String()),
+  quantity: int('seats'),
+  user_id: str('the owner'),
+  hold_expires_at: dateTime('until when the seats are held'),
+  payment_intent_id: Type.Optional(str('present once paid')),
+  order_id: Type.Optional(str('present once confirmed')),
+});
+export const ConfirmReservationRequest = Type.Object({ payment_intent_id: Type.Optional(str('the paid intent', { pattern: ID_PATTERN })) });
+export const ConfirmReservationResponse = Type.Object({ order_id: str('the order'), status: str('CONFIRMED', { examples: ['CONFIRMED'] }), confirmed_at: dateTime('when') });
+export const CancelReservationResponse = Type.Object({ status: str('CANCELLED', { examples: ['CANCELLED'] }), cancelled_at: dateTime('when') });
+export const PaymentIntentRequest = Type.Object({
+  reservation_id: str('the reservation to pay', { pattern: ID_PATTERN }),
+  amount: Type.Unknown({ description: 'minor units: a positive integer (a violation is INVALID_AMOUNT)' }),
+  currency: Type.Optional(str('ISO 4217 (default KRW)', { pattern: '^[A-Z]{3}$', default: 'KRW' })),
+  scenario: Type.Optional(
+    Type.Union([Type.Literal('approve'), Type.Literal('fail'), Type.Literal('delay'), Type.Literal('random'), Type.Literal('timeout')], { default: 'approve', description: 'simulator behaviour' }),
+  ),
+});
+export const PaymentIntent = Type.Object({
+  payment_intent_id: str('the intent'),
+  status: str('PENDING, …'),
+  amount: int('minor units'),
+  currency: str('ISO 4217'),
+  reservation_id: str('the reservation'),
+  client_secret: str('client secret of the intent'),
+  expires_at: dateTime('when the intent lapses'),
+});
+export const PaymentStatus = Type.Object({
+  payment_intent_id: str('the intent'),
+  status: str('PENDING, PROCESSING, COMPLETED, FAILED, …'),
+  amount: int('minor units'),
+  currency: str('ISO 4217'),
+  reservation_id: str('the reservation'),
+});
+export const ProcessPaymentRequest = Type.Object({ payment_intent_id: str('the intent', { pattern: ID_PATTERN }), action: Type.Union([Type.Literal('approve'), Type.Literal('fail')]) });
+export const ProcessPaymentResponse = Type.Object({
+  payment_intent_id: str('the intent'),
+  payment_id: str('the payment'),
+  status: str('COMPLETED or FAILED (a string, not an enum number)', { examples: ['COMPLETED', 'FAILED'] }),
+  transaction_id: str('the transaction'),
+  processed_at: dateTime('when'),
+  failure_reason: Type.Optional(str('present when declined')),
+});
+
+// ---- auth, operations, pages
+export const Jwks = Type.Object({ keys: Type.Array(Type.Object({ kty: Type.String(), kid: Type.Optional(Type.String()), alg: Type.Optional(Type.String()), use: Type.Optional(Type.String()) }, { additionalProperties: true })) });
+export const DevTokenRequest = Type.Object({ sub: Type.Optional(str('subject (default: a random dev-… id)', { pattern: '^[A-Za-z0-9_.@-]{1,64}$' })) });
+export const DevTokenResponse = Type.Object({ access_token: str('HS256 JWT'), token_type: Type.Literal('Bearer'), expires_in: int('seconds', { examples: [900] }), sub: str('the subject') });
+export const Health = Type.Object({ status: Type.Literal('ok') });
+export const Ready = Type.Object({ status: Type.Literal('ready') });
+export const NotReady = Type.Object({ status: Type.Literal('unavailable'), reasons: Type.Array(Type.String(), { examples: [['draining', 'redis reconnecting']] }) });
+export const Version = Type.Object({ version: str('package version'), commit: str('git commit'), built_at: str('build time', { format: 'date-time' }), node: str('Node.js version'), instance: str('INSTANCE_ID') });
+export const PageConfig = Type.Object({ target_url: str('where admitted users are sent ("" = stay on the page)'), dev_tokens: Type.Boolean({ description: 'the page may mint development tokens at /api/v1/dev/token' }) });
+
+/** components.schemas of the OpenAPI document: every schema above that has a name there. */
+export const NAMED: Readonly<Record<string, TSchema>> = {
+  Error: ErrorBody,
+  JoinRequest,
+  JoinResponse,
+  QueueStatus,
+  EnterRequest,
+  EnterResponse,
+  LeaveResponse,
+  EventPatch,
+  Event,
+  EventStats,
+  EventSummary,
+  EventList,
+  CreateReservationRequest,
+  Reservation,
+  ConfirmReservationRequest,
+  ConfirmReservationResponse,
+  CancelReservationResponse,
+  PaymentIntentRequest,
+  PaymentIntent,
+  PaymentStatus,
+  ProcessPaymentRequest,
+  ProcessPaymentResponse,
+  Jwks,
+  DevTokenRequest,
+  DevTokenResponse,
+  Health,
+  Ready,
+  NotReady,
+  Version,
+  PageConfig,
+};

@@ -52,6 +52,10 @@ export interface ChaosOptions {
   burst: number;
   /** mean time between faults */
   faultEveryMs: number;
+  /** only these fault kinds (default: all) */
+  faults?: string[];
+  /** only these user kinds, in equal shares (default: the usual mix) */
+  kinds?: Kind[];
   log: (line: string) => void;
 }
 
@@ -177,7 +181,7 @@ class GatewaySlot {
 
 // ---------------------------------------------------------------- simulated users
 
-type Kind = 'socket' | 'tabs' | 'dropper' | 'poller' | 'hybrid' | 'leaver' | 'abandoner';
+export type Kind = 'socket' | 'tabs' | 'dropper' | 'poller' | 'hybrid' | 'leaver' | 'abandoner';
 const KINDS: [Kind, number][] = [
   ['socket', 0.3],
   ['tabs', 0.15],
@@ -253,6 +257,7 @@ class Tab {
   connect(): void {
     if (this.closedForGood || this.u.sh.stopped && this.u.finished) return;
     this.url = this.pickUrl();
+    this.u.note(`connect ${this.url.slice(-5)}`);
     const base = this.url.replace(/^http/, 'ws');
     const ws = new WebSocket(`${base}/api/v1/queue/ws?token=${encodeURIComponent(this.u.token)}`, ['waiting-room.v1.json'], { handshakeTimeout: 5000 });
     this.ws = ws;
@@ -264,6 +269,7 @@ class Tab {
         return;
       }
       if (m.type === 'welcome') {
+        this.u.note(`welcome ${this.url.slice(-5)} pos ${String(m.position)}`);
         this.attempt = 0;
         this.welcomed = true;
         this.lastPos = m.position as number;
@@ -273,7 +279,8 @@ class Tab {
       else if (m.type === 'ready') this.u.onReady();
     });
     ws.on('error', () => undefined);
-    ws.on('close', (code: number) => {
+    ws.on('close', (code: number, reason: Buffer) => {
+      this.u.note(`close ${code} ${reason.toString().slice(0, 40)} ${this.url.slice(-5)}${this.ws !== ws ? ' (dropped)' : ''}`);
       const sh = this.u.sh;
       sh.closeCodes[String(code)] = (sh.closeCodes[String(code)] ?? 0) + 1;
       if (this.welcomed) this.u.held(-1);
@@ -295,6 +302,7 @@ class Tab {
   drop(afterMs: number): void {
     const ws = this.ws;
     if (!ws) return;
+    this.u.note(`drop, back in ${Math.round(afterMs)} ms`);
     this.ws = undefined;
     if (this.welcomed) this.u.held(-1);
     this.welcomed = false;
@@ -346,7 +354,14 @@ class SimUser {
   readonly reservationIds = new Set<string>();
   finished = false;
   readySeen = false;
+  /** what happened to this user (the last 30 things), for explaining a violation */
+  readonly events: string[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
+
+  note(what: string): void {
+    this.events.push(`${new Date().toISOString().slice(11, 23)} ${what}`);
+    if (this.events.length > 30) this.events.shift();
+  }
 
   constructor(
     readonly i: number,
@@ -530,7 +545,13 @@ class SimUser {
   }
 
   onTerminal(code: number): void {
-    if (!this.terminalCode) this.terminalCode = code;
+    if (!this.terminalCode) {
+      this.terminalCode = code;
+      // the gap still open when the place was declared gone counts too (it may be what lost it)
+      const now = Date.now();
+      if (!this.finished && this.heldCount === 0 && this.gapStart > 0) this.maxGap = Math.max(this.maxGap, now - this.gapStart);
+      if (!this.finished && this.lastPollOk > 0) this.maxPollGap = Math.max(this.maxPollGap, now - this.lastPollOk);
+    }
     if (code !== 4000) this.finish();
   }
 
@@ -687,7 +708,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       for (let i = 0; i < o.users && !sh.stopped; i++) {
         let x = rand();
         let kind: Kind = 'socket';
-        for (const [name, share] of KINDS) {
+        for (const [name, share] of o.kinds ? o.kinds.map((k) => [k, 1 / o.kinds!.length] as const) : KINDS) {
           if (x < share) {
             kind = name;
             break;
@@ -712,7 +733,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await sleep(o.faultEveryMs * (0.5 + rand()));
         if (Date.now() - began >= o.durationMs - 10_000) break;
         if (bag.length === 0) {
-          bag.push('gateway_sigkill', 'gateway_sigstop', 'gateway_sigterm', o.cluster ? 'redis_failover' : 'redis_stall', 'backend_late', ...(o.cluster ? [] : ['gateway_cut_off']));
+          bag.push(
+            ...['gateway_sigkill', 'gateway_sigstop', 'gateway_sigterm', o.cluster ? 'redis_failover' : 'redis_stall', 'backend_late', ...(o.cluster ? [] : ['gateway_cut_off'])].filter(
+              (k) => !o.faults || o.faults.includes(k),
+            ),
+          );
           for (let x = bag.length - 1; x > 0; x--) {
             const y = Math.floor(rand() * (x + 1));
             [bag[x], bag[y]] = [bag[y]!, bag[x]!];
@@ -723,7 +748,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         faults[kind] = (faults[kind] ?? 0) + 1;
         const up = slots.filter((s) => s.state === 'up');
         const victim = up[Math.floor(rand() * up.length)];
-        o.log(`[chaos] ${((Date.now() - began) / 1000).toFixed(1)} s: ${kind}${victim && kind.startsWith('gateway') ? ` ${victim.instanceId}` : ''}`);
+        o.log(`[chaos] ${((Date.now() - began) / 1000).toFixed(1)} s (${new Date().toISOString().slice(11, 23)}): ${kind}${victim && kind.startsWith('gateway') ? ` ${victim.instanceId} ${victim.url.slice(-5)}` : ''}`);
         if (kind === 'gateway_sigkill' && victim) {
           await victim.kill();
           await sleep(1000 + rand() * 2000);
@@ -827,7 +852,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         if (rec.why === 'ready_timeout') readyWindowsMissed++;
         else {
           placesLost++;
-          violations.push(`place lost: user ${u.i} (${u.kind}) expired for ${rec.why} at ${rec.f}; max gap ${u.maxGap} ms, poll gap ${u.maxPollGap} ms, terminal ${u.terminalCode}`);
+          violations.push(
+            `place lost: user ${u.i} (${u.kind}) expired for ${rec.why} at ${new Date(Number(rec.f)).toISOString().slice(11, 23)}; max gap ${u.maxGap} ms, poll gap ${u.maxPollGap} ms, terminal ${u.terminalCode}; ` +
+              `claims ${JSON.stringify(Object.fromEntries(Object.entries(rec).filter(([k]) => k.startsWith('lc:') || k === 'lp').map(([k, v]) => [k, new Date(Number(v)).toISOString().slice(11, 23)])))}; ` +
+              `events ${u.events.join(' | ')}`,
+          );
         }
       } else if (state === 'l') {
         placesLost++;
@@ -996,7 +1025,9 @@ async function main(): Promise<void> {
     gateways: Number(arg('gateways', '3')),
     rate: Number(arg('rate', '3')),
     burst: Number(arg('burst', '5')),
-    faultEveryMs: Number(arg('fault-every', '12')) * 1000,
+    faultEveryMs: Number(arg("fault-every", "12")) * 1000,
+    ...(arg('faults', '') ? { faults: arg('faults', '').split(',') } : {}),
+    ...(arg('kinds', '') ? { kinds: arg('kinds', '').split(',') as Kind[] } : {}),
     log: (l) => process.stderr.write(`${l}\n`),
   };
   const reports: ChaosReport[] = [];

@@ -3,13 +3,14 @@
 // V8 writes the profile) and prints the functions and files with the most
 // self time. Evidence for docs/BENCHMARKS.md.
 //
-//   node dist/bench/profile.js [join|status] [seconds=10]
+//   node dist/bench/profile.js [join|status] [seconds=10] [--autocannon]   (wrk by default)
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { startEmbeddedRedis } from '../src/redis/embedded.js';
 import { Client, installCleanup, pool, putEvent, startGateway } from './lib.js';
+import { wrkShot } from './wrk.js';
 
 interface Node {
   id: number;
@@ -31,20 +32,24 @@ async function main(): Promise<void> {
   }
   const what = process.argv[2] ?? 'join';
   const secs = Number(process.argv[3] ?? 10);
+  const useWrk = !process.argv.includes('--autocannon');
   const dir = mkdtempSync(join(tmpdir(), 'wr-prof-'));
   const redis = await startEmbeddedRedis();
   const gw = await startGateway(redis.address, {}, ['--cpu-prof', `--cpu-prof-dir=${dir}`]);
   try {
     await putEvent(gw.url, 'p', { rate: 1, burst: 1, state: 'paused' });
     if (what === 'join') {
-      await autocannon({ url: `${gw.url}/api/v1/queue/join`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"event_id":"p"}', connections: 64, duration: secs });
+      // wrk (C) loads the gateway far harder than autocannon on 2 cores: the profile shows the gateway, not idle time
+      if (useWrk) await wrkShot({ url: gw.url, method: 'POST', paths: ['/api/v1/queue/join'], bodies: ['{"event_id":"p"}'], connections: 64, durationSec: secs });
+      else await autocannon({ url: `${gw.url}/api/v1/queue/join`, method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"event_id":"p"}', connections: 64, duration: secs });
     } else {
       const c = new Client(gw.url, 64);
       const tokens = await pool(Array.from({ length: 2000 }), 64, async () => (JSON.parse((await c.req('POST', '/api/v1/queue/join', '{"event_id":"p"}')).body) as { waiting_token: string }).waiting_token);
       c.close();
       const paths = tokens.map((t) => `/api/v1/queue/status?token=${encodeURIComponent(t)}`);
       let i = 0;
-      await autocannon({ url: gw.url, connections: 64, duration: secs, requests: [{ method: 'GET', setupRequest: (r) => ({ ...r, path: paths[i++ % paths.length] }) }] });
+      if (useWrk) await wrkShot({ url: gw.url, method: 'GET', paths, connections: 64, durationSec: secs });
+      else await autocannon({ url: gw.url, connections: 64, duration: secs, requests: [{ method: 'GET', setupRequest: (r) => ({ ...r, path: paths[i++ % paths.length] }) }] });
     }
   } finally {
     await gw.stop();

@@ -1,3 +1,4 @@
+import { createMetrics } from '../src/metrics.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -498,8 +499,7 @@ describe('k8s manifests', () => {
     expect(byName(/Ready/).map(exprOf).join()).toMatch(/kube_pod_status_ready/);
     expect(byName(/RateLimit/).map(exprOf).join()).toMatch(/ratelimit_dropped_total/);
     // metric names used by the alerts and the canary analysis are ones the gateway exports
-    const metricsSrc = readFileSync(join(ROOT, 'src', 'metrics.ts'), 'utf8');
-    const exported = new Set([...metricsSrc.matchAll(/name: '([a-z_]+)'/g)].map((m) => m[1]!));
+    const exported = new Set(createMetrics().registry.getMetricsAsArray().map((m) => m.name));
     const used = [...JSON.stringify([rule, find('AnalysisTemplate', 'waiting-room-canary'), find('HorizontalPodAutoscaler', 'waiting-room-gateway')]).matchAll(/\b((?:http_server|queue|backend|ratelimit|ws|realtime|redis|gateway|idempotency|auth)_[a-z_]+)\b/g)]
       .map((m) => m[1]!.replace(/_(bucket|count|sum)$/, ''))
       .filter((n) => !n.startsWith('http_server_requests_') || n.startsWith('http_server_requests_total') || n.startsWith('http_server_requests_duration'));

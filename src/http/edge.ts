@@ -12,6 +12,7 @@ import { beginRequest, endRequest, requestIds, withRequest, type RequestTrace } 
 import { rateLimitLine, type TokenBuckets } from './rate-limit.js';
 import { clientAddress } from './client-address.js';
 import type { Idempotency } from './idempotency.js';
+import type { FastCounterChild, FastHistogramChild } from '../observability/fast-metrics.js';
 import type { AnyRoute, HttpRequest, Method, Reply } from './route.js';
 
 // The HTTP edge over uWebSockets.js. Each route of the table (route.ts) is
@@ -89,8 +90,8 @@ function fixedBlock(overrides: Readonly<Record<string, string>>): string {
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 interface RouteMetrics {
-  inc(): void;
-  observe(seconds: number): void;
+  readonly counter: FastCounterChild;
+  readonly histogram: FastHistogramChild;
 }
 
 /** A route ready to serve: everything that does not depend on the request, worked out once. */
@@ -114,6 +115,8 @@ interface Compiled {
 
 /** One request in flight. A class, not closures: one object per request. */
 class Exchange {
+  /** inside uWS's own callback: writes are corked already */
+  sync = true;
   aborted = false;
   written = false;
   settled = false;
@@ -293,6 +296,12 @@ export class HttpEdge {
   }
 
   private handle(res: UWS.HttpResponse, uReq: UWS.HttpRequest, c: Compiled): void {
+    const x = this.begin(res, uReq, c);
+    // from here on a write comes from a callback of our own (a promise, a body chunk): it must cork
+    if (x) x.sync = false;
+  }
+
+  private begin(res: UWS.HttpResponse, uReq: UWS.HttpRequest, c: Compiled): Exchange | undefined {
     this.inFlight++;
     // ---- everything off the uWS request, synchronously (it is invalid once this function returns)
     const headers: Record<string, string> = {};
@@ -353,19 +362,32 @@ export class HttpEdge {
     res.onAborted(() => this.abort(x));
     if (headers.origin) x.cors = this.corsHeaders(headers.origin);
 
-    if (oversized) return this.fail(x, new AppError('HEADER_TOO_LARGE', `header ${oversized} is larger than ${MAX_HEADER_CHARS} bytes`));
-    if (badParam) return this.fail(x, new AppError('INVALID_REQUEST', 'malformed percent-encoding in the path'));
+    if (oversized) {
+      this.fail(x, new AppError('HEADER_TOO_LARGE', `header ${oversized} is larger than ${MAX_HEADER_CHARS} bytes`));
+      return x;
+    }
+    if (badParam) {
+      this.fail(x, new AppError('INVALID_REQUEST', 'malformed percent-encoding in the path'));
+      return x;
+    }
     if (this.o.limiter && c.r.rateLimit !== false) {
       const v = this.o.limiter.take(req.clientIp);
       x.limitLine = rateLimitLine(v);
       if (!v.ok) {
         this.o.metrics.rateLimitDropped.inc({ scope: 'client' });
-        return this.fail(x, new AppError('RATE_LIMITED', 'too many requests from this client; slow down', { retry_after_sec: v.retryAfterSec }, { 'Retry-After': String(v.retryAfterSec) }));
+        this.fail(x, new AppError('RATE_LIMITED', 'too many requests from this client; slow down', { retry_after_sec: v.retryAfterSec }, { 'Retry-After': String(v.retryAfterSec) }));
+        return x;
       }
     }
-    if (!c.r.body) return this.run(x, undefined, params, query);
+    if (!c.r.body) {
+      this.run(x, undefined, params, query);
+      return x;
+    }
     const limit = this.o.maxBodyBytes;
-    if (Number(headers['content-length'] ?? '0') > limit) return this.fail(x, new AppError('PAYLOAD_TOO_LARGE', `body larger than ${limit} bytes`));
+    if (Number(headers['content-length'] ?? '0') > limit) {
+      this.fail(x, new AppError('PAYLOAD_TOO_LARGE', `body larger than ${limit} bytes`));
+      return x;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
@@ -381,6 +403,7 @@ export class HttpEdge {
       chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
       if (isLast) this.run(x, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), params, query);
     });
+    return x;
   }
 
   /**
@@ -554,12 +577,12 @@ export class HttpEdge {
     x.written = true;
     if (!x.aborted) {
       const extra = x.cors ? (headers ? { ...x.cors, ...headers } : x.cors) : headers;
-      this.writeOnce(x.res, status, body, contentType, x.req.requestId, x.req.traceId, x.c.block, extra, false, x.limitLine, x.c.routeHeaders);
+      this.writeOnce(x.res, status, body, contentType, x.req.requestId, x.req.traceId, x.c.block, extra, false, x.limitLine, x.c.routeHeaders, x.sync);
     }
     const seconds = (performance.now() - x.started) / 1000;
     const m = this.metricsFor(x.c, status);
-    m.inc();
-    m.observe(seconds);
+    m.counter.inc();
+    m.histogram.observe(seconds);
     endRequest(x.trace, status, err);
     if (this.o.log.isLevelEnabled('debug')) {
       this.o.log.debug({ request_id: x.req.requestId, trace_id: x.req.traceId, method: x.c.method, route: x.c.pattern, status, ms: Math.round(seconds * 10000) / 10, client: x.req.clientIp }, 'request');
@@ -582,11 +605,9 @@ export class HttpEdge {
   private metricsFor(c: Compiled, status: number): RouteMetrics {
     let m = c.metrics.get(status);
     if (!m) {
-      // prom-client hashes the label set on every labelled call: one child per (route, status), made once
+      // one child per (route, status), made once: counting is then a few array writes
       const labels = { method: c.method, route: c.pattern, status_code: status };
-      const counter = this.o.metrics.httpRequests.labels(labels);
-      const histogram = this.o.metrics.httpDuration.labels(labels);
-      m = { inc: () => counter.inc(), observe: (s) => histogram.observe(s) };
+      m = { counter: this.o.metrics.httpRequests.labels(labels), histogram: this.o.metrics.httpDuration.labels(labels) };
       c.metrics.set(status, m);
     }
     return m;
@@ -612,10 +633,12 @@ export class HttpEdge {
     noBody: boolean,
     limitLine = '',
     routeHeaders: Readonly<Record<string, string>> = {},
+    /** inside uWS's own callback (already corked): no closure, no cork call */
+    corked = false,
   ): void {
     let overrides = false;
     if (extra) for (const k in extra) if (FIXED_NAMES.has(k.toLowerCase())) overrides = true;
-    res.cork(() => {
+    const write = (): void => {
       res.writeStatus(statusLine(status));
       const head = `${contentType}\r\nX-Request-ID: ${requestId}\r\nX-Trace-ID: ${traceId}${limitLine}`;
       if (!overrides) res.writeHeader('Content-Type', `${head}\r\n${block}`);
@@ -629,7 +652,9 @@ export class HttpEdge {
       // endWithoutBody does not finish the response in this uWS build: an empty body frames correctly for HEAD, 204 and 304
       if (noBody || status === 204 || status === 304) res.end();
       else res.end(body);
-    });
+    };
+    if (corked) write();
+    else res.cork(write);
   }
 }
 

@@ -814,6 +814,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     });
     const q = (await c.zrange(k.q, 0, -1)) as string[];
     const rank = new Map(q.map((t, i) => [t, i]));
+    const readyCount = Number(await c.zcard(k.ready));
     const stats = (await c.hgetall(k.stats)) as Record<string, string>;
     const { graceSec, pollTimeoutSec } = o;
     const excused: Record<string, number> = {};
@@ -882,12 +883,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       }
     }
 
-    // what was pushed: every open, welcomed socket shows the recount
+    // what was pushed: every open, welcomed socket shows the recount (1 + the people still waiting ahead; 1 once ready)
     let stalePushes = 0;
     for (const u of inLine) {
       for (const t of u.tabs) {
         if (!t.open) continue;
-        const want = rank.get(u.token)! + 1;
+        const r = rank.get(u.token)!;
+        const want = r < readyCount ? 1 : r - readyCount + 1;
         if (t.lastPos !== want) {
           stalePushes++;
           if (stalePushes <= 5) violations.push(`push: user ${u.i} socket shows ${t.lastPos}, Redis has ${want}`);

@@ -312,3 +312,37 @@ describe('fan-out while a socket closes', () => {
     }
   });
 });
+
+describe('positions that move', () => {
+  it('people already called no longer count: position is 1 + those still waiting ahead, the same over HTTP, WebSocket and a recount', async () => {
+    // burst 3 and a slow refill: the first three are called at once and do not enter
+    await putEvent('called', { rate: 0.01, burst: 3, state: 'paused' });
+    const ahead = [await join('called'), await join('called'), await join('called')];
+    const waitingAhead = await join('called');
+    const me = await join('called');
+    const c = await connect(gw.url, me);
+    expect((await c.next((m) => m.type === 'welcome')).position).toBe(5);
+    await putEvent('called', { state: 'open' });
+    // the three are called (ready, not entered): I move from 5 to 2 at once, not when they go through
+    const moved = await c.next((m) => m.type === 'position' && m.position === 2, 5000);
+    expect(moved).toMatchObject({ position: 2, people_ahead: 1, being_let_in: 3 });
+    const polled = await call(gw.url, 'GET', `/api/v1/queue/status?token=${me}`);
+    expect(polled.body).toMatchObject({ status: 'waiting', position: 2, people_ahead: 1, being_let_in: 3 });
+    // the recount in Redis: ZRANK - ZCARD(ready) + 1
+    const { redisClient } = await import('./helpers/harness.js');
+    const { eventKeys } = await import('../src/queue/keys.js');
+    const rc = redisClient(redis.address);
+    try {
+      const k = eventKeys(gw.gateway.config.redis.keyPrefix, 'called');
+      const [rank, ready] = await Promise.all([rc.zrank(k.q, me), rc.zcard(k.ready)]);
+      expect(rank! - ready + 1).toBe(2);
+    } finally {
+      rc.disconnect();
+    }
+    // a called user sees position 1 and its ready message says so too
+    const first = await call(gw.url, 'GET', `/api/v1/queue/status?token=${ahead[0]!}`);
+    expect(first.body).toMatchObject({ status: 'ready', position: 1, people_ahead: 0 });
+    expect(waitingAhead).toBeTruthy();
+    await c.close();
+  });
+});

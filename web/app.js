@@ -261,8 +261,9 @@ function renderLine() {
       : 'The sale is paused; you keep your place. Stay on this page: the line moves again as soon as it resumes.';
   if (!p) return;
   $('position').textContent = num.format(p.position);
+  const calling = p.being_let_in > 0 ? ` (${p.being_let_in === 1 ? '1 more person ahead of you is' : `${num.format(p.being_let_in)} more people ahead of you are`} being let in now)` : '';
   $('ahead').textContent =
-    p.people_ahead === 0 ? 'You are at the front.' : p.people_ahead === 1 ? '1 person ahead of you' : `${num.format(p.people_ahead)} people ahead of you`;
+    (p.people_ahead === 0 ? 'You are next.' : p.people_ahead === 1 ? '1 person waiting ahead of you' : `${num.format(p.people_ahead)} people waiting ahead of you`) + calling;
   const eta = etaText(p);
   $('eta').textContent = ui.paused ? `${eta} once the sale resumes` : eta;
   $('eta-note').textContent = ui.paused ? 'The estimate assumes the line is moving.' : confidenceNote(p.confidence);

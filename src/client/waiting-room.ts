@@ -22,8 +22,11 @@ export type EventState = 'open' | 'paused' | 'closed';
 /** The complete place-in-line snapshot carried by `welcome`, `position` and a status poll. */
 export interface PositionSnapshot {
   status: 'waiting' | 'ready';
+  /** 1 + the people still waiting ahead */
   position: number;
   people_ahead: number;
+  /** people ahead who were called and are being let in now */
+  being_let_in: number;
   eta_sec: number;
   eta_low: number;
   eta_high: number;
@@ -288,6 +291,7 @@ function snapshotOf(m: Record<string, unknown>): PositionSnapshot {
     status: m.status === 'ready' ? 'ready' : 'waiting',
     position: n('position'),
     people_ahead: n('people_ahead'),
+    being_let_in: n('being_let_in'),
     eta_sec: n('eta_sec'),
     eta_low: n('eta_low'),
     eta_high: n('eta_high'),

@@ -5,10 +5,19 @@ import type { EtaParams } from './store.js';
 // and the share of people ahead who actually take a slot (the rest abandon).
 // A waiting user k places behind the ready prefix is promoted once
 // k*share + 1 tokens beyond the ones already in the bucket have accrued.
+//
+// Position counts only the people still waiting ahead: 1 + k. Those already
+// called (ready: being let in now, not entered yet) no longer count, so the
+// position moves as the line is called, not only as people go through, and
+// it agrees with the ETA, which is about the same k people.
 
 export interface Estimate {
+  /** 1 + people still waiting ahead (1 once ready) */
   readonly position: number;
+  /** people still waiting ahead */
   readonly peopleAhead: number;
+  /** people ahead who were called and are being let in now (ready, not entered) */
+  readonly beingLetIn: number;
   readonly etaSec: number;
   readonly etaLowSec: number;
   readonly etaHighSec: number;
@@ -17,12 +26,14 @@ export interface Estimate {
 }
 
 export function estimate(rank: number, readyCount: number, waiting: boolean, p: EtaParams, tickMs: number, pollTimeoutMs: number): Estimate {
-  const position = rank + 1;
-  const peopleAhead = Math.max(0, rank);
   if (!waiting) {
-    return { position, peopleAhead, etaSec: 0, etaLowSec: 0, etaHighSec: 0, confidence: 1, pollAfterMs: 1000 };
+    return { position: 1, peopleAhead: 0, beingLetIn: 0, etaSec: 0, etaLowSec: 0, etaHighSec: 0, confidence: 1, pollAfterMs: 1000 };
   }
+  // ready users are always a prefix of the line: everyone called is ahead of a waiting user
   const k = Math.max(0, rank - readyCount);
+  const position = k + 1;
+  const peopleAhead = k;
+  const beingLetIn = Math.min(readyCount, Math.max(0, rank));
   const rate = p.rw > 0 ? p.rw : p.rate > 0 ? p.rate : 1e-6;
   const need = Math.max(0, k * p.share + 1 - p.tokens);
   const tick = tickMs / 1000;
@@ -41,7 +52,7 @@ export function estimate(rank: number, readyCount: number, waiting: boolean, p: 
   // Poll rarely when far back, often near the front; always well inside the
   // liveness window so a polling user never lapses.
   const pollAfterMs = Math.round(Math.min(Math.max(eta * 100, 1000), 20_000, pollTimeoutMs / 3));
-  return { position, peopleAhead, etaSec, etaLowSec: low, etaHighSec: Math.max(high, etaSec), confidence: round3(p.conf), pollAfterMs };
+  return { position, peopleAhead, beingLetIn, etaSec, etaLowSec: low, etaHighSec: Math.max(high, etaSec), confidence: round3(p.conf), pollAfterMs };
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;

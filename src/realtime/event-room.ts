@@ -185,6 +185,7 @@ export class EventRoom {
       status: u.state,
       position: e.position,
       people_ahead: e.peopleAhead,
+      being_let_in: e.beingLetIn,
       eta_sec: e.etaSec,
       eta_low: e.etaLowSec,
       eta_high: e.etaHighSec,
@@ -196,7 +197,7 @@ export class EventRoom {
   readyMessage(u: LocalUser): ServerMessage {
     return {
       type: 'ready',
-      position: u.rank + 1,
+      position: 1,
       ready_deadline: new Date(u.readyDeadlineMs).toISOString(),
       expires_in_sec: Math.max(0, Math.floor((u.readyDeadlineMs - this.redisNow()) / 1000)),
     };

@@ -35,8 +35,11 @@ export const isReconnectCode = (code: number): boolean => code >= 4100 && code <
 export interface PositionMessage {
   type: 'position';
   status: 'waiting' | 'ready';
+  /** 1 + people still waiting ahead */
   position: number;
   people_ahead: number;
+  /** people ahead who were called and are being let in now */
+  being_let_in: number;
   eta_sec: number;
   eta_low: number;
   eta_high: number;

@@ -9,10 +9,15 @@
           (joined with a JWT) can only be entered by that user; an anonymous
           place entered with a user is bound to them, unless they already
           hold another place in this event (one place per user)
+  ARGV[5] "1" when user authentication is configured: then an event whose
+          access is "user" is entered by a verified user only; an event whose
+          access is "anonymous" is entered with the waiting token alone (the
+          caller's user, if any, is not taken)
 
   Returns {1, readyAtMs, admittedMs, joinedMs, boundUser} admitted now;
           {7} the place belongs to another user;
           {8, otherToken} the user already holds another place in this event;
+          {9} a verified user is required to enter this event;
           {2} unknown token; {3, rank} still waiting (not ready);
           {4, admittedMs, joinedMs, boundUser} already admitted (the gateway gives the
           same admission again); {5, state, reason} expired or left.
@@ -30,7 +35,14 @@ local s = rec[1]
 if not s then
   return {2}
 end
-if rec[7] and rec[7] ~= '' and ARGV[4] ~= '' and rec[7] ~= ARGV[4] then
+local caller = ARGV[4]
+local access = redis.call('HGET', base .. 'cfg', 'access') or 'user'
+if access == 'anonymous' then
+  caller = ''
+elseif ARGV[5] == '1' and caller == '' then
+  return {9}
+end
+if rec[7] and rec[7] ~= '' and caller ~= '' and rec[7] ~= caller then
   return {7}
 end
 if s == 'w' then
@@ -48,8 +60,8 @@ if tonumber(rec[2]) < now then
   finishUser(K, base, tok, 'x', 'ready_timeout', now, false)
   return {5, 'x', 'ready_timeout'}
 end
-if ARGV[4] ~= '' and (not rec[7] or rec[7] == '') then
-  local ukey = base .. 'uid:' .. ARGV[4]
+if caller ~= '' and (not rec[7] or rec[7] == '') then
+  local ukey = base .. 'uid:' .. caller
   local other = redis.call('GET', ukey)
   if other and other ~= tok then
     local os = redis.call('HGET', base .. 'u:' .. other, 's')
@@ -58,8 +70,8 @@ if ARGV[4] ~= '' and (not rec[7] or rec[7] == '') then
     end
   end
   redis.call('SET', ukey, tok)
-  redis.call('HSET', KEYS[1], 'u', ARGV[4])
-  rec[7] = ARGV[4]
+  redis.call('HSET', KEYS[1], 'u', caller)
+  rec[7] = caller
 end
 finishUser(K, base, tok, 'a', 'entered', now, false)
 redis.call('HSET', KEYS[1], 'ad', now)

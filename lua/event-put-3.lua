@@ -5,8 +5,10 @@
 
   ARGV[1] base  ARGV[2] now override
   ARGV[3] rate  ARGV[4] burst  ARGV[5] ready_window_sec  ARGV[6] reconnect_grace_sec
-  ARGV[7] state ("" for any field = keep the current value; a new event gets
-  every field from the caller, who fills defaults)
+  ARGV[7] state  ARGV[8] access (user | anonymous)
+  ARGV[9] target_url ("none" clears it)
+  ("" for any field = keep the current value; a new event gets every field
+  from the caller, who fills defaults)
 
   The bucket is first settled at the old rate up to now, so a new rate only
   applies from now on. A changed rate drops the outflow history (promotions
@@ -16,12 +18,12 @@
   and dropping only the joins would read every later give-up as most of the line.
   A lowered burst clamps the stored tokens so the hard bound holds at once.
 
-  Returns {created(0|1), rate, burst, ready_window_sec, reconnect_grace_sec, state, created_ms, updated_ms}
+  Returns {created(0|1), rate, burst, ready_window_sec, reconnect_grace_sec, state, created_ms, updated_ms, access, target_url}
 ]]
 --- @include "includes/now"
 
 local now = nowMs(ARGV[2])
-local fields = {'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state'}
+local fields = {'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'access', 'target_url'}
 local cur = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms')
 local created = 0
 if not cur[5] then
@@ -43,7 +45,9 @@ if created == 0 and cur[1] then
 end
 for i, f in ipairs(fields) do
   local v = ARGV[i + 2]
-  if v ~= '' then
+  if v == 'none' and f == 'target_url' then
+    redis.call('HDEL', KEYS[1], f)
+  elseif v ~= '' then
     redis.call('HSET', KEYS[1], f, v)
   end
 end
@@ -63,5 +67,5 @@ if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[2], 'tokens', ARGV[4])
   end
 end
-local out = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms')
-return {created, out[1], out[2], out[3], out[4], out[5], out[6], out[7]}
+local out = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url')
+return {created, out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8] or 'user', out[9] or ''}

@@ -96,8 +96,14 @@ const schema = z.object({
   WS_MAX_BACKPRESSURE_BYTES: int(4096, 64 * 1024 * 1024).default(256 * 1024),
   REALTIME_NEAR_FRONT: int(1, 1_000_000).default(100),
   HTTP_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(16 * 1024),
-  /** where the page sends an admitted user, with ?reservation_token= (empty: the page shows the token's expiry) */
+  /** where the page sends an admitted user of an event without its own target_url, with ?admission_token= (empty: the page shows the admission) */
   PAGE_TARGET_URL: z.string().url().optional(),
+  /** origins an event's target_url (and PAGE_TARGET_URL) may point to, comma-separated: no open redirect */
+  PAGE_TARGET_ORIGINS: z.string().optional(),
+  /** access of events that do not set their own: user (a verified user enters) or anonymous (the waiting token is the credential) */
+  QUEUE_DEFAULT_ACCESS: z.enum(['user', 'anonymous']).default('user'),
+  /** API keys of the origin (ticket site) servers that redeem admission tokens at POST /api/v1/admissions/redeem, comma-separated, each at least 32 characters */
+  ORIGIN_API_KEYS: z.string().optional(),
 });
 
 export type RawEnv = z.infer<typeof schema>;
@@ -133,9 +139,14 @@ export interface Config {
     readonly maxSweepPerTick: number;
     readonly finishedRetentionSec: number;
     readonly idempotencyTtlSec: number;
+    readonly defaultAccess: 'user' | 'anonymous';
   };
   readonly admissionTokenTtlSec: number;
   readonly pageTargetUrl: string;
+  /** origins a page target may point to */
+  readonly pageTargetOrigins: readonly string[];
+  /** keys of origin servers allowed to redeem admission tokens */
+  readonly originApiKeys: readonly string[];
   readonly admission: {
     readonly signingJwk: string | undefined;
     readonly previousJwks: string | undefined;
@@ -255,6 +266,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // the embedded quick start mints dev tokens so the local page can walk the whole path
   const devTokens = e.DEV_TOKENS_ENABLED ?? (embedded && !production);
   if (devTokens && mode === 'jwks') fail('DEV_TOKENS_ENABLED', 'dev tokens are minted with a shared secret; not available with JWT_JWKS_ENDPOINT');
+  const targetOrigins = (e.PAGE_TARGET_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+  for (const o of targetOrigins) if (!/^https?:\/\/[^/\s]+$/.test(o)) fail('PAGE_TARGET_ORIGINS', `${o} is not an origin (scheme://host[:port])`);
+  if (e.PAGE_TARGET_URL && !targetOrigins.includes(new URL(e.PAGE_TARGET_URL).origin)) fail('PAGE_TARGET_URL', 'its origin must be one of PAGE_TARGET_ORIGINS (no open redirect)');
+  const originKeys = (e.ORIGIN_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  for (const k of originKeys) if (k.length < 32 || !/^[\x21-\x7e]+$/.test(k)) fail('ORIGIN_API_KEYS', 'every key must be at least 32 printable characters');
   const origins = (e.CORS_ALLOW_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
   if (origins.includes('*') && origins.length > 1) fail('CORS_ALLOW_ORIGINS', '"*" cannot be combined with explicit origins');
   for (const o of origins) if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) fail('CORS_ALLOW_ORIGINS', `${o} is not an origin (scheme://host[:port])`);
@@ -288,9 +304,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxSweepPerTick: e.QUEUE_MAX_SWEEP_PER_TICK,
       finishedRetentionSec: e.QUEUE_FINISHED_RETENTION_SEC,
       idempotencyTtlSec: e.QUEUE_IDEMPOTENCY_TTL_SEC,
+      defaultAccess: e.QUEUE_DEFAULT_ACCESS,
     },
     admissionTokenTtlSec: e.ADMISSION_TOKEN_TTL_SEC,
     pageTargetUrl: e.PAGE_TARGET_URL ?? '',
+    pageTargetOrigins: targetOrigins,
+    originApiKeys: originKeys,
     admission: { signingJwk: e.ADMISSION_SIGNING_JWK, previousJwks: e.ADMISSION_PREVIOUS_JWKS, issuer: e.ADMISSION_ISSUER },
     auth: {
       mode,

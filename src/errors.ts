@@ -23,6 +23,7 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405, message: 'method not allowed' },
   DUPLICATE_REQUEST: { status: 409, message: 'already in line for this event' },
   ALREADY_ADMITTED: { status: 409, message: 'this place was admitted and its admission has expired' },
+  ALREADY_REDEEMED: { status: 409, message: 'this admission token was already used' },
   NOT_IN_LINE: { status: 409, message: 'this waiting token is no longer in line' },
   INVENTORY_CONFLICT: { status: 409, message: 'a seat is not available' },
   INSUFFICIENT_INVENTORY: { status: 409, message: 'not enough seats' },

@@ -151,6 +151,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
     corsOrigins: config.corsAllowOrigins,
     auth,
     adminToken: config.adminToken,
+    originKeys: config.originApiKeys,
     idempotency,
   });
   const wsOptions = {
@@ -235,6 +236,7 @@ export async function startGateway(config: Config, redisAddress: string, log: Lo
       metrics,
       isDraining: () => draining,
       auth,
+      authConfigured: auth.configured,
       trustProxy: rl.trustProxy,
     },
     wsOptions,

@@ -88,6 +88,7 @@ export function createMetrics() {
       help: 'Sockets closed with 4103 because this instance could not renew their liveness claims (Redis unreachable from here)',
       registers: [registry],
     }),
+    admissionsRedeemed: new Counter({ name: 'admissions_redeemed_total', help: 'Admission tokens redeemed by the origin (POST /api/v1/admissions/redeem)', registers: [registry] }),
     reservationAttempts: new Counter({
       name: 'reservation_attempts_total',
       help: 'POST /reservations backend attempts by outcome: created, resumed (after an unknown outcome), replayed (already reserved), refused (token freed), unknown (timeout: only the same request may resume)',

@@ -1,39 +1,92 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import express from 'express';
+import { SignJWT } from 'jose';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
+import { startReservationSim } from '../src/sim/reservation-sim.js';
+import { startPaymentSim } from '../src/sim/payment-sim.js';
+import type { RunningSim } from '../src/sim/common.js';
+import { expressAdmission } from '../src/connector/index.js';
 import { call, sleep, startInProcessGateway, startRedis, waitFor, type InProcessGateway } from './helpers/harness.js';
 import { launchChromium, SCREENSHOTS } from './helpers/browser.js';
 
 // The waiting-room page in headless Chromium against a real gateway and
-// Redis: the whole journey over WebSocket and, with WebSockets blocked, over
+// Redis, configured as an operator deploys it: NODE_ENV=production, user JWTs
+// checked against JWT_SECRET, no development tokens, real gRPC backends. The
+// ticket site hands its logged-in user over with /?event=<id>#access_token=<JWT>;
+// the page takes the token out of the address bar and uses it to join and
+// enter, and sends the admitted browser to the event's target_url with
+// ?admission_token=, where the site (an Express origin using src/connector)
+// lets it in once. An event with access "anonymous" needs no token at all.
+// The whole journey over WebSocket and, with WebSockets blocked, over
 // polling; a network drop keeps the place; two tabs share one place.
 // Screenshots of every state go to test-output/screenshots (not committed).
 
-const ADMIN = 'browser-admin-token-0123456789';
+const ADMIN = 'browser-admin-token-0123456789-0123456789';
 const admin = { authorization: `Bearer ${ADMIN}` };
+const SECRET = 'browser-test-secret-0123456789-0123456789';
+const secret = new TextEncoder().encode(SECRET);
+const ORIGIN_KEY = `browser-origin-${randomBytes(24).toString('hex')}`;
+/** the ticket site's login: a user JWT as it would mint one */
+const userJwt = (sub: string) => new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('30m').sign(secret);
 
 let redis: EmbeddedRedis;
 let gw: InProcessGateway;
 let browser: Browser;
+let rsim: RunningSim;
+let psim: RunningSim;
+let origin: Server;
+let originUrl: string;
+const redeemed: string[] = [];
 
 beforeAll(async () => {
   redis = await startRedis();
+  rsim = await startReservationSim({ host: '127.0.0.1', port: 0 });
+  psim = await startPaymentSim({ host: '127.0.0.1', port: 0 });
+  // the ticket site: its sale page only for a valid, unredeemed admission for its event
+  const guard = { jwksUrl: '', eventId: 'page-ws', gatewayUrl: '', apiKey: ORIGIN_KEY };
+  const app = express();
+  app.get('/sale', expressAdmission(guard), (req, res) => {
+    const who = (req as unknown as { admission: { subject: string } }).admission.subject;
+    redeemed.push(who);
+    res.type('html').send(`<!doctype html><title>Sale</title><h1 data-testid="sale">Welcome to the sale, ${who}</h1>`);
+  });
+  origin = await new Promise<Server>((resolve) => {
+    const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  const { privateKey } = generateKeyPairSync('ed25519');
   gw = await startInProcessGateway(redis.address, {
-    NODE_ENV: 'development',
-    DEV_TOKENS_ENABLED: 'true',
+    NODE_ENV: 'production',
+    JWT_SECRET: SECRET,
+    ADMISSION_SIGNING_JWK: JSON.stringify({ ...privateKey.export({ format: 'jwk' }), alg: 'EdDSA', kid: 'browser-1' }),
     ADMIN_TOKEN: ADMIN,
-    QUEUE_AUTO_CREATE_EVENTS: 'true',
+    ORIGIN_API_KEYS: ORIGIN_KEY,
+    PAGE_TARGET_ORIGINS: originUrl,
+    BACKEND_RESERVATION_API_GRPC_ADDRESS: rsim.address,
+    BACKEND_PAYMENT_API_GRPC_ADDRESS: psim.address,
     QUEUE_TICK_MS: '100',
     QUEUE_RECONNECT_GRACE_SEC: '30',
   });
+  guard.jwksUrl = `${gw.url}/.well-known/jwks.json`;
+  guard.gatewayUrl = gw.url;
   browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
+  origin?.close();
   await gw?.stop();
+  await rsim?.stop();
+  await psim?.stop();
   await redis?.stop();
 });
+
+/** The link the ticket site gives its logged-in user. */
+const handoff = async (event: string, sub: string): Promise<string> => `${gw.url}/?event=${event}#access_token=${await userJwt(sub)}`;
 
 const text = async (page: Page, id: string): Promise<string> => ((await page.getByTestId(id).first().textContent()) ?? '').trim();
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
@@ -48,28 +101,29 @@ async function waitText(page: Page, id: string, pred: (t: string) => boolean, wh
   }, timeoutMs, 100);
 }
 
-/** people ahead who enter as soon as they are ready, so the page's position falls */
+/** people ahead (each a logged-in user of its own) who enter as soon as they are ready, so the page's position falls */
 async function crowdAhead(event: string, n: number): Promise<{ done: Promise<void> }> {
-  const tokens: string[] = [];
-  for (let i = 0; i < n; i++) tokens.push((await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: event })).body.waiting_token as string);
-  const dev = (await call(gw.url, 'POST', '/api/v1/dev/token', { sub: `crowd-${event}` })).body.access_token as string;
+  const crowd: [string, string][] = [];
+  for (let i = 0; i < n; i++) {
+    const jwt = await userJwt(`crowd-${event}-${i}`);
+    crowd.push([(await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: event }, { authorization: `Bearer ${jwt}` })).body.waiting_token as string, jwt]);
+  }
   const done = (async () => {
-    let i = 0;
-    for (const t of tokens) {
+    for (const [t, jwt] of crowd) {
       await waitFor('crowd ready', async () => (await call(gw.url, 'GET', `/api/v1/queue/status?token=${t}`)).body.ready_for_entry === true, 30_000, 100);
-      // each crowd member is its own user (one admission per user)
-      const sub = (await call(gw.url, 'POST', '/api/v1/dev/token', { sub: `crowd-${event}-${i++}` })).body.access_token as string;
-      await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: t }, { authorization: `Bearer ${sub || dev}` });
+      await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: t }, { authorization: `Bearer ${jwt}` });
     }
   })();
   return { done };
 }
 
-async function journey(ctx: BrowserContext, event: string, label: string, expectConnection: string): Promise<void> {
-  await putEvent(event, { rate: 1, burst: 1, ready_window_sec: 120, state: 'paused' });
+async function journey(ctx: BrowserContext, event: string, label: string, expectConnection: string, target?: string): Promise<Page> {
+  await putEvent(event, { rate: 1, burst: 1, ready_window_sec: 120, state: 'paused', ...(target ? { target_url: target } : {}) });
   const crowd = await crowdAhead(event, 4);
   const page = await ctx.newPage();
-  await page.goto(`${gw.url}/?event=${event}`);
+  await page.goto(await handoff(event, `buyer-${event}`));
+  // the hand-over token is out of the address bar at once
+  expect(page.url()).not.toContain('access_token');
   await waitText(page, 'status', (t) => t === 'paused' || t === 'waiting', 'in line');
   await waitText(page, 'connection', (t) => t.toLowerCase().startsWith(expectConnection), `connection ${expectConnection}`);
   expect(await position(page)).toBe(5);
@@ -96,17 +150,29 @@ async function journey(ctx: BrowserContext, event: string, label: string, expect
   expect(await page.evaluate(() => document.activeElement?.getAttribute('data-testid'))).toBe('enter'); // focus moves to Enter
   await shot(page, `${label}-ready`);
   await enter.click();
+  if (target) return page; // the caller follows the browser to the ticket site
   await waitText(page, 'status', (t) => t === 'admitted', 'admitted');
   await shot(page, `${label}-admitted`);
   expect((await stats(event)).admitted_total).toBe(5);
   await page.close();
+  return page;
 }
 
 describe('waiting-room page', () => {
-  it('joins, watches the position fall, gets ready, clicks Enter and lands admitted (WebSocket)', async () => {
+  it('a logged-in user handed over by the ticket site: joins, watches the position fall, enters, and is let into the sale (WebSocket)', async () => {
     const ctx = await browser.newContext();
     try {
-      await journey(ctx, 'page-ws', 'ws', 'live');
+      const page = await journey(ctx, 'page-ws', 'ws', 'live', `${originUrl}/sale`);
+      // admitted, then sent to the ticket site with the admission token, which lets the user in once
+      await page.waitForURL((u) => u.toString().startsWith(`${originUrl}/sale`), { timeout: 20_000 });
+      expect(await page.getByTestId('sale').textContent()).toBe('Welcome to the sale, buyer-page-ws');
+      expect(new URL(page.url()).searchParams.get('admission_token')).toMatch(/^ey/);
+      await shot(page, 'ws-sale');
+      expect(redeemed).toEqual(['buyer-page-ws']);
+      expect((await stats('page-ws')).admitted_total).toBe(5);
+      // the same link again is refused by the site: one admission, one use
+      const replay = await fetch(page.url());
+      expect(replay.status).toBe(403);
     } finally {
       await ctx.close();
     }
@@ -154,11 +220,11 @@ describe('waiting-room page', () => {
 
   it('after a network drop the page reconnects and keeps its position', async () => {
     await putEvent('page-drop', { rate: 1, burst: 1, state: 'paused' });
-    for (let i = 0; i < 3; i++) await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-drop' });
+    for (let i = 0; i < 3; i++) await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-drop' }, { authorization: `Bearer ${await userJwt(`drop-${i}`)}` });
     const ctx = await browser.newContext();
     try {
       const page = await ctx.newPage();
-      await page.goto(`${gw.url}/?event=page-drop`);
+      await page.goto(await handoff('page-drop', 'dropper'));
       await waitText(page, 'connection', (t) => t.toLowerCase().startsWith('live'), 'live');
       expect(await position(page)).toBe(4);
       const before = (await stats('page-drop')).in_line;
@@ -178,18 +244,19 @@ describe('waiting-room page', () => {
 
   it('two tabs of the same browser take one place', async () => {
     await putEvent('page-tabs', { rate: 1, burst: 1, state: 'paused' });
-    await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-tabs' });
+    await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-tabs' }, { authorization: `Bearer ${await userJwt('tabs-ahead')}` });
     const ctx = await browser.newContext();
     try {
       const [a, b] = [await ctx.newPage(), await ctx.newPage()];
-      await Promise.all([a.goto(`${gw.url}/?event=page-tabs`), b.goto(`${gw.url}/?event=page-tabs`)]);
+      const link = await handoff('page-tabs', 'two-tabs');
+      await Promise.all([a.goto(link), b.goto(link)]);
       for (const p of [a, b]) await waitText(p, 'connection', (t) => t.toLowerCase().startsWith('live'), 'live');
       await sleep(500);
       expect(await position(a)).toBe(2);
       expect(await position(b)).toBe(2);
       expect((await stats('page-tabs')).in_line).toBe(2); // the one ahead + this browser
       const third = await ctx.newPage(); // a reload-like third tab later on
-      await third.goto(`${gw.url}/?event=page-tabs`);
+      await third.goto(link);
       await waitText(third, 'connection', (t) => t.toLowerCase().startsWith('live'), 'live');
       expect((await stats('page-tabs')).in_line).toBe(2);
       await shot(a, 'tabs-shared');
@@ -203,7 +270,7 @@ describe('waiting-room page', () => {
     const ctx = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
     try {
       const page = await ctx.newPage();
-      await page.goto(`${gw.url}/?event=page-exp`);
+      await page.goto(await handoff('page-exp', 'phone'));
       await waitText(page, 'status', (t) => t === 'ready', 'ready');
       await shot(page, 'mobile-ready');
       await waitText(page, 'status', (t) => t === 'expired', 'expired', 20_000);
@@ -222,12 +289,45 @@ describe('waiting-room page', () => {
       if (!r.url().startsWith(gw.url) && !r.url().startsWith(gw.url.replace('http', 'ws')) && !r.url().startsWith('data:')) external.push(r.url());
     });
     try {
+      await putEvent('page-ext', { rate: 1, burst: 1, state: 'paused' });
       const page = await ctx.newPage();
-      await page.goto(`${gw.url}/?event=page-ext`);
+      await page.goto(await handoff('page-ext', 'no-external'));
       await waitText(page, 'connection', (t) => t.toLowerCase().startsWith('live'), 'live');
       await page.goto(`${gw.url}/admin`);
       await sleep(500);
       expect(external).toEqual([]);
+    } finally {
+      await ctx.close();
+    }
+  }, 60_000);
+});
+
+describe('access per event, in the page', () => {
+  it('anonymous: anyone enters with the waiting token alone (no hand-over), in production', async () => {
+    await putEvent('page-anon', { rate: 5, burst: 1, ready_window_sec: 60, access: 'anonymous' });
+    const ctx = await browser.newContext();
+    try {
+      const page = await ctx.newPage();
+      await page.goto(`${gw.url}/?event=page-anon`);
+      await waitText(page, 'status', (t) => t === 'ready', 'ready');
+      await page.getByTestId('enter').click();
+      await waitText(page, 'status', (t) => t === 'admitted', 'admitted');
+      await shot(page, 'anonymous-admitted');
+    } finally {
+      await ctx.close();
+    }
+  }, 60_000);
+
+  it('user: without a hand-over the page says where to sign in, and queues nobody', async () => {
+    await putEvent('page-signin', { rate: 5, burst: 1, access: 'user' });
+    const ctx = await browser.newContext();
+    try {
+      const page = await ctx.newPage();
+      await page.goto(`${gw.url}/?event=page-signin`);
+      await waitText(page, 'status', (t) => t === 'error', 'error');
+      expect(await page.locator('#error-text').textContent()).toContain('sign in');
+      await shot(page, 'user-sign-in');
+      expect((await stats('page-signin')).in_line).toBe(0);
     } finally {
       await ctx.close();
     }

@@ -119,7 +119,11 @@ describe('user JWTs', () => {
   });
 
   it('enter needs a JWT when auth is configured; a place bound to a user is only theirs; a body user_id needs a token', async () => {
-    expectError(await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: 'jwt.AAAAAAAAAAAAAAAAAAAAAA' }), 401, 'UNAUTHORIZED', 'missing');
+    // an event with access "user" (the default): a real place is entered by a verified user only
+    const anon = (await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'bind' })).body.waiting_token as string;
+    await waitFor('ready', async () => (await call(gw.url, 'GET', `/api/v1/queue/status?token=${anon}`)).body.ready_for_entry === true);
+    expectError(await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: anon }), 401, 'UNAUTHORIZED', 'missing');
+    await call(gw.url, 'DELETE', `/api/v1/queue/leave?token=${anon}`);
     expectError(await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'bind', user_id: 'victim' }), 401, 'UNAUTHORIZED', 'missing');
     const aliceJwt = await userJwt('alice');
     expectError(await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'bind', user_id: 'bob' }, bearer(aliceJwt)), 403, 'FORBIDDEN');
@@ -554,8 +558,8 @@ describe('production mode', () => {
       const t = await call(dev.url, 'POST', '/api/v1/dev/token', { sub: 'pat' });
       expect(t.status).toBe(200);
       expect(t.body).toMatchObject({ token_type: 'Bearer', sub: 'pat', expires_in: 900 });
-      // a real JWT: enter requires it, and accepts it
-      expectError(await call(dev.url, 'POST', '/api/v1/queue/enter', { waiting_token: 'x.AAAAAAAAAAAAAAAAAAAAAA' }), 401, 'UNAUTHORIZED', 'missing');
+      // a real JWT: it verifies (an unknown place is then simply not found); a bad one does not
+      expectError(await call(dev.url, 'POST', '/api/v1/queue/enter', { waiting_token: 'x.AAAAAAAAAAAAAAAAAAAAAA' }, bearer('not.a.jwt')), 401, 'UNAUTHORIZED');
       expectError(await call(dev.url, 'POST', '/api/v1/queue/enter', { waiting_token: 'x.AAAAAAAAAAAAAAAAAAAAAA' }, bearer(t.body.access_token as string)), 404, 'TOKEN_NOT_FOUND');
     } finally {
       await dev.stop();

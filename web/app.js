@@ -8,6 +8,26 @@ const EVENT_RE = /^[A-Za-z0-9_-]{1,64}$/;
 const NEAR_FRONT = 10;
 const ANNOUNCE_EVERY_MS = 10_000;
 const DEV_TOKEN_KEY = 'wr:dev-token';
+const HANDOFF_KEY = 'wr:access-token';
+
+// The ticket site hands a logged-in user over as /?event=<id>#access_token=<JWT>:
+// a fragment never reaches a server (or its logs). Take it out of the address
+// bar at once (history, bookmarks, screenshots, a shared link) and keep it for
+// this tab only.
+(function takeHandoff() {
+  const h = new URLSearchParams(location.hash.slice(1));
+  const t = h.get('access_token');
+  if (!t) return;
+  try {
+    sessionStorage.setItem(HANDOFF_KEY, t);
+  } catch {
+    // storage refused: this page load still has it below
+    window.__wrHandoff = t;
+  }
+  h.delete('access_token');
+  const rest = h.toString();
+  history.replaceState(null, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+})();
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const num = new Intl.NumberFormat();
@@ -88,9 +108,11 @@ function joinErrorText(err) {
       return 'This sale is closed to new arrivals.';
     case 'EVENT_NOT_FOUND':
       return `There is no waiting room for “${eventId}”. Check the link you were given.`;
+    case 'SIGN_IN_REQUIRED':
+      return 'This waiting room is for signed-in customers. Go back to the ticket site, sign in, and follow its link to the waiting room again.';
     case 'UNAUTHORIZED':
     case 'FORBIDDEN':
-      return "We couldn't confirm who you are. Reload the page to try again.";
+      return "We couldn't confirm who you are. Go back to the ticket site, sign in again, and follow its link to the waiting room.";
     case 'INVALID_REQUEST':
       return 'That event id is not valid.';
     default:
@@ -117,6 +139,38 @@ function readDevToken() {
     return JSON.parse(localStorage.getItem(DEV_TOKEN_KEY) ?? 'null');
   } catch {
     return null;
+  }
+}
+
+/** The user's token from the ticket site's hand-over, while it is valid. */
+function handoffToken() {
+  let t;
+  try {
+    t = sessionStorage.getItem(HANDOFF_KEY) ?? undefined;
+  } catch {
+    t = undefined;
+  }
+  t ??= window.__wrHandoff;
+  if (!t) return undefined;
+  const exp = decodeJwtPayload(t)?.exp;
+  return exp && exp * 1000 < Date.now() + 5_000 ? undefined : t;
+}
+
+/** What the page authenticates with: the hand-over token, else (development only) a development token. */
+function userToken() {
+  const t = handoffToken();
+  if (t) return Promise.resolve(t);
+  return config.dev_tokens ? devToken() : Promise.resolve(undefined);
+}
+
+/** The event as a page needs it (state, access, where admitted users go); undefined when the gateway does not know it yet. */
+async function eventInfo() {
+  try {
+    const res = await fetch(`/api/v1/events/${encodeURIComponent(eventId)}`, { cache: 'no-store' });
+    if (!res.ok) return undefined;
+    return await res.json();
+  } catch {
+    return undefined;
   }
 }
 
@@ -185,6 +239,8 @@ const ui = {
 
 let client = null;
 let config = { target_url: '', dev_tokens: false };
+/** the event's access and target (GET /api/v1/events/<id>) */
+let event = { access: 'user', target_url: '' };
 
 const VIEWS = ['pick', 'loading', 'line', 'ready', 'admitted', 'expired', 'left', 'error'];
 
@@ -365,12 +421,14 @@ function renderAdmitted() {
   }
 }
 
+/** The ticket site's page for admitted users, with the admission token (the gateway accepts only targets on origins its operator listed). */
 function targetUrl(token) {
-  if (!config.target_url) return '';
+  const target = event.target_url || config.target_url;
+  if (!target) return '';
   try {
-    const u = new URL(config.target_url, location.href);
+    const u = new URL(target, location.href);
     if (u.protocol !== 'https:' && u.protocol !== 'http:') return '';
-    u.searchParams.set('reservation_token', token);
+    u.searchParams.set('admission_token', token);
     return u.toString();
   } catch {
     return '';
@@ -396,7 +454,7 @@ function onPosition(p) {
 }
 
 function createClient() {
-  client = new WaitingRoomClient({ eventId, ...(config.dev_tokens ? { accessToken: devToken } : {}) });
+  client = new WaitingRoomClient({ eventId, accessToken: userToken });
   client.addEventListener('position', (e) => onPosition(e.detail));
   client.addEventListener('ready', (e) => {
     startCountdown(e.detail.expires_in_sec);
@@ -546,8 +604,18 @@ async function main() {
   showView('loading', 'idle');
   $('connection').hidden = false;
   config = await pageConfig();
+  event = { ...event, ...((await eventInfo()) ?? {}) };
   createClient();
   wireControls();
+  // An event whose places belong to users needs one to enter: without a hand-over
+  // (or, in development, a development token) say where to sign in instead of
+  // queueing someone who could never get in.
+  if (event.access === 'user' && !(await userToken())) {
+    ui.joinError = { code: 'SIGN_IN_REQUIRED' };
+    $('error-text').textContent = joinErrorText(ui.joinError);
+    showView('error', 'error');
+    return;
+  }
   await start();
 }
 

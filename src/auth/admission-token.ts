@@ -128,7 +128,8 @@ export class AdmissionTokenIssuer {
   }
 
   /** Signature, issuer, audience, expiry; then event and user. Throws 403 FORBIDDEN with a reason. */
-  async verify(token: string, expect: { eventId: string; userId: string }): Promise<VerifiedAdmission> {
+  /** expect: the event and user it must be for (an omitted one is not checked) */
+  async verify(token: string, expect: { eventId?: string; userId?: string }): Promise<VerifiedAdmission> {
     if (typeof token !== 'string' || token.length > 4096 || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) {
       throw forbidden('malformed', 'reservation_token malformed');
     }
@@ -141,8 +142,8 @@ export class AdmissionTokenIssuer {
     }
     const v = p as VerifiedAdmission;
     if (typeof v.evt !== 'string' || typeof v.wt !== 'string') throw forbidden('invalid', 'reservation_token invalid');
-    if (v.evt !== expect.eventId) throw forbidden('wrong_event', 'reservation_token is for another event');
-    if (v.sub !== expect.userId) throw forbidden('wrong_user', 'reservation_token belongs to another user');
+    if (expect.eventId !== undefined && v.evt !== expect.eventId) throw forbidden('wrong_event', 'reservation_token is for another event');
+    if (expect.userId !== undefined && v.sub !== expect.userId) throw forbidden('wrong_user', 'reservation_token belongs to another user');
     return v;
   }
 }
@@ -183,6 +184,19 @@ export class AdmissionTokenLedger {
     if (code === 3) return { kind: 'replay', body: String(r[1]) };
     if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a reservation with this reservation_token is in progress; retry shortly', { reason: 'in_flight' }, { 'Retry-After': '1' });
     throw forbidden('used', 'reservation_token was already used');
+  }
+
+  /**
+   * The origin redeems the admission (once): the token's single use, shared
+   * with reservations through the gateway. Throws 409 ALREADY_REDEEMED.
+   */
+  async redeem(v: VerifiedAdmission): Promise<void> {
+    const ttlMs = Math.max(1000, v.exp * 1000 - Date.now() + 60_000);
+    const r = (await callStore(this.redis, 'admissionRedeem', [this.key(v)], [eventKeys(this.prefix, v.evt).base, '', ttlMs])) as unknown[];
+    const code = Number(r[0]);
+    if (code === 1) return;
+    if (code === 2) throw new AppError('ALREADY_REDEEMED', 'this admission token was already redeemed', { reason: 'redeemed', redeemed_at: new Date(Number(r[1])).toISOString() });
+    throw new AppError('ALREADY_REDEEMED', 'this admission token was already spent on a reservation', { reason: 'reserved' });
   }
 
   /** Records how the attempt ended; false when the claim was no longer the caller's. */

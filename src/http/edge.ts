@@ -42,6 +42,8 @@ export interface EdgeOptions {
   auth?: UserAuth;
   /** routes with auth 'admin' exist only when this is set */
   adminToken?: string | undefined;
+  /** routes with auth 'origin' exist only when there are keys */
+  originKeys?: readonly string[];
   idempotency?: Idempotency;
 }
 
@@ -137,6 +139,7 @@ export class HttpEdge {
   private readonly compiled: Compiled[] = [];
   private readonly ajv = new Ajv({ allErrors: false, strict: false, coerceTypes: false, useDefaults: false, verbose: true });
   private readonly adminDigest: Buffer | undefined;
+  private readonly originDigests: readonly Buffer[];
   private listenSocket: UWS.us_listen_socket | undefined;
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
@@ -144,6 +147,7 @@ export class HttpEdge {
 
   constructor(private readonly o: EdgeOptions) {
     this.adminDigest = o.adminToken ? digest(o.adminToken) : undefined;
+    this.originDigests = (o.originKeys ?? []).map(digest);
   }
 
   /** The route table as registered (the OpenAPI document is generated from it). */
@@ -163,6 +167,7 @@ export class HttpEdge {
   private register(r: AnyRoute): void {
     // the admin API does not exist without ADMIN_TOKEN: a plain 404, never an unauthenticated door
     if (r.auth === 'admin' && !this.adminDigest) return;
+    if (r.auth === 'origin' && this.originDigests.length === 0) return;
     const reads = new Set(['x-request-id', 'traceparent', 'origin']);
     if (this.o.trustProxy) reads.add('x-forwarded-for');
     if ((r.auth && r.auth !== 'none') || r.idempotency) reads.add('authorization');
@@ -423,11 +428,12 @@ export class HttpEdge {
         if (!key && r.idempotency === 'required') throw new AppError('IDEMPOTENCY_KEY_REQUIRED');
         if (key && !IDEMPOTENCY_KEY_RE.test(key)) throw new AppError('INVALID_REQUEST', 'Idempotency-Key must be 8-128 characters of A-Z a-z 0-9 _ -');
       }
-      if (r.auth === 'admin') this.admin(bearer);
+      if (r.auth === 'admin') this.bearerKey(bearer, [this.adminDigest!], 'admin');
+      if (r.auth === 'origin') this.bearerKey(bearer, this.originDigests, 'origin');
     } catch (err) {
       return this.fail(x, err);
     }
-    const userRule = r.auth && r.auth !== 'none' && r.auth !== 'admin' ? r.auth : undefined;
+    const userRule = r.auth === 'user-optional' || r.auth === 'user-if-configured' || r.auth === 'user' ? r.auth : undefined;
     if (!userRule || (userRule === 'user-optional' && !bearer) || (userRule === 'user-if-configured' && !bearer && !this.o.auth?.configured)) {
       // nothing to verify: validation and the handler run now (a synchronous answer is written inside this uWS callback)
       return this.validated(x, raw, params, query);
@@ -539,12 +545,15 @@ export class HttpEdge {
     return new AppError(code ?? 'INVALID_REQUEST', `${field || where} ${e.message ?? 'is invalid'}${what ? ` (${what})` : ''}`);
   }
 
-  private admin(h: string | undefined): void {
+  /** A bearer key (the admin token, an origin API key), compared as digests: the same time whatever the length. */
+  private bearerKey(h: string | undefined, allowed: readonly Buffer[], realm: string): void {
     const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(h ?? '');
-    const headers = { 'WWW-Authenticate': 'Bearer realm="admin"' };
-    if (!m) throw new AppError('UNAUTHORIZED', 'admin bearer token required', undefined, headers);
-    // digests: the comparison takes the same time whatever the length
-    if (!timingSafeEqual(digest(m[1]!), this.adminDigest!)) throw new AppError('UNAUTHORIZED', 'invalid admin token', undefined, headers);
+    const headers = { 'WWW-Authenticate': `Bearer realm="${realm}"` };
+    if (!m) throw new AppError('UNAUTHORIZED', `${realm} bearer token required`, undefined, headers);
+    const d = digest(m[1]!);
+    let ok = false;
+    for (const a of allowed) ok = timingSafeEqual(d, a) || ok;
+    if (!ok) throw new AppError('UNAUTHORIZED', `invalid ${realm} token`, undefined, headers);
   }
 
   private serialize(c: Compiled, status: number, b: unknown): string {

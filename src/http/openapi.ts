@@ -60,6 +60,10 @@ const USER_JWT: ErrorList = [
   ['SERVICE_UNAVAILABLE', 'the identity provider keys (JWT_JWKS_ENDPOINT) cannot be fetched (reason jwks); retry after Retry-After'],
   ['RATE_LIMITED', 'this user (JWT sub) exceeded the per-user limit; wait Retry-After seconds'],
 ];
+const ORIGIN_AUTH: ErrorList = [
+  ['UNAUTHORIZED', 'no `Authorization: Bearer <origin API key>` or a wrong key'],
+  ['NOT_FOUND', 'no ORIGIN_API_KEYS are configured: the route does not exist'],
+];
 const ADMIN_AUTH: ErrorList = [
   ['UNAUTHORIZED', 'no `Authorization: Bearer <ADMIN_TOKEN>` or a wrong token'],
   ['NOT_FOUND', 'the admin API is disabled (ADMIN_TOKEN unset): the route does not exist'],
@@ -73,6 +77,7 @@ function errorsOf(r: AnyRoute): Map<number, Map<ErrorCode, string[]>> {
   for (const [field, code] of Object.entries(r.missing ?? {})) all.push([code, `${field} is missing${r.body ? ', null or empty' : ''}`]);
   for (const [field, code] of Object.entries(r.invalid ?? {})) all.push([code, `${field} is not valid`]);
   if (r.auth === 'admin') all.push(...ADMIN_AUTH);
+  else if (r.auth === 'origin') all.push(...ORIGIN_AUTH);
   else if (r.auth && r.auth !== 'none') all.push(...USER_JWT);
   if (r.idempotency === 'required') all.push(['IDEMPOTENCY_KEY_REQUIRED', 'no Idempotency-Key header'], ...IDEMPOTENCY);
   else if (r.idempotency === 'optional') all.push(...IDEMPOTENCY);
@@ -116,6 +121,7 @@ const SECURITY: Record<string, Json[]> = {
   'user-if-configured': [{ bearerAuth: [] }, {}],
   'user-optional': [{}, { bearerAuth: [] }],
   admin: [{ adminToken: [] }],
+  origin: [{ originKey: [] }],
 };
 
 function operationObject(r: AnyRoute): Json {
@@ -347,6 +353,7 @@ export function openApiDocument(routes: readonly AnyRoute[]): Record<string, unk
       { name: 'reservations', description: 'Seat holds through the reservation backend (gRPC)' },
       { name: 'payments', description: 'Payments through the payment backend (gRPC)' },
       { name: 'auth', description: 'Keys of reservation tokens; development tokens' },
+      { name: 'origin', description: "The ticket site's server: redeem an admission (docs/INTEGRATION.md)" },
       { name: 'operations', description: 'Probes, version and metrics' },
       { name: 'pages', description: 'The browser pages and their configuration' },
       { name: 'docs', description: 'This documentation' },
@@ -364,6 +371,7 @@ export function openApiDocument(routes: readonly AnyRoute[]): Record<string, unk
           description: 'A user JWT (exp and sub required; issuer and audience checked when configured). Without user authentication configured, routes that act for a user answer 401.',
         },
         adminToken: { type: 'http', scheme: 'bearer', description: 'The operator token: `Authorization: Bearer <ADMIN_TOKEN>`.' },
+        originKey: { type: 'http', scheme: 'bearer', description: "An origin (ticket site) server's API key, one of ORIGIN_API_KEYS: `Authorization: Bearer <key>`." },
         adminTokenQuery: { type: 'apiKey', in: 'query', name: 'token', description: 'The ADMIN_TOKEN in the query string (the admin WebSocket only: browsers cannot set headers on a WebSocket).' },
       },
     },

@@ -15,9 +15,10 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
  * none: no user; user-optional: a bearer JWT is verified when sent (join);
  * user-if-configured: required when user authentication is configured, else
  * verified when sent; user: always required; admin: ADMIN_TOKEN (the route
- * exists only when it is set).
+ * exists only when it is set); origin: one of ORIGIN_API_KEYS, the ticket
+ * site's server (the route exists only when they are set).
  */
-export type AuthRule = 'none' | 'user-optional' | 'user-if-configured' | 'user' | 'admin';
+export type AuthRule = 'none' | 'user-optional' | 'user-if-configured' | 'user' | 'admin' | 'origin';
 
 /** [code, when it is answered] */
 export type ErrorList = ReadonlyArray<readonly [ErrorCode, string]>;

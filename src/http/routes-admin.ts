@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import type { EventPatch, EventState, QueueStore } from '../queue/store.js';
+import type { EventConfig, EventPatch, QueueStore } from '../queue/store.js';
 import type { EventRegistry } from '../queue/registry.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -18,13 +18,15 @@ export interface AdminRouteDeps {
   log: Logger;
 }
 
-const eventJson = (c: { id: string; rate: number; burst: number; readyWindowSec: number; reconnectGraceSec: number; state: EventState; createdMs: number; updatedMs: number }) => ({
+const eventJson = (c: EventConfig) => ({
   event_id: c.id,
   rate: c.rate,
   burst: c.burst,
   ready_window_sec: c.readyWindowSec,
   reconnect_grace_sec: c.reconnectGraceSec,
   state: c.state,
+  access: c.access,
+  target_url: c.targetUrl,
   created_at: new Date(c.createdMs).toISOString(),
   updated_at: new Date(c.updatedMs).toISOString(),
 });
@@ -48,15 +50,30 @@ export function adminRoutes(d: AdminRouteDeps): AnyRoute[] {
       params: S.EventIdParams,
       body: S.EventPatch,
       responses: { 200: { description: 'Updated.', schema: S.Event }, 201: { description: 'Created.', schema: S.Event } },
-      errors: [...BAD_ID, ['INVALID_REQUEST', 'an unknown field, or a field out of range (see EventPatch)'], ...REDIS],
+      errors: [...BAD_ID, ['INVALID_REQUEST', 'an unknown field, a field out of range (see EventPatch), or a target_url that is not an http(s) URL on one of PAGE_TARGET_ORIGINS'], ...REDIS],
       handler: async ({ params, body }) => {
         const id = params.id;
+        if (body.target_url) {
+          // no open redirect: the page sends admitted users only to origins the operator listed
+          let origin = '';
+          try {
+            const u = new URL(body.target_url);
+            origin = /^https?:$/.test(u.protocol) ? u.origin : '';
+          } catch {
+            origin = '';
+          }
+          if (!origin || !d.config.pageTargetOrigins.includes(origin)) {
+            throw new AppError('INVALID_REQUEST', `target_url must be an http(s) URL on one of PAGE_TARGET_ORIGINS (${d.config.pageTargetOrigins.join(', ') || 'none configured'})`, { reason: 'target_origin' });
+          }
+        }
         const patch: EventPatch = {
           ...(body.rate !== undefined ? { rate: body.rate } : {}),
           ...(body.burst !== undefined ? { burst: body.burst } : {}),
           ...(body.ready_window_sec !== undefined ? { readyWindowSec: body.ready_window_sec } : {}),
           ...(body.reconnect_grace_sec !== undefined ? { reconnectGraceSec: body.reconnect_grace_sec } : {}),
           ...(body.state !== undefined ? { state: body.state } : {}),
+          ...(body.access !== undefined ? { access: body.access } : {}),
+          ...(body.target_url !== undefined ? { targetUrl: body.target_url } : {}),
         };
         const existing = await d.store.getEvent(id);
         const full: EventPatch = existing
@@ -67,6 +84,8 @@ export function adminRoutes(d: AdminRouteDeps): AnyRoute[] {
               readyWindowSec: patch.readyWindowSec ?? q.readyWindowSec,
               reconnectGraceSec: patch.reconnectGraceSec ?? q.reconnectGraceSec,
               state: patch.state ?? 'open',
+              access: patch.access ?? q.defaultAccess,
+              ...(patch.targetUrl !== undefined ? { targetUrl: patch.targetUrl } : {}),
             };
         await d.registry.register(id);
         const r = await d.store.putEvent(id, full);

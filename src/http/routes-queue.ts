@@ -101,7 +101,9 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
     reconnectGraceSec: q.reconnectGraceSec,
     livenessMs,
     idempotencyTtlSec: q.idempotencyTtlSec,
+    access: q.defaultAccess,
   };
+  const entryDeps = { ...d, authConfigured: d.auth.configured };
   const fromMemory = d.metrics.statusFromMemory.labels({ source: 'memory' });
   const statusOk = d.metrics.queueOps.labels({ operation: 'status', status: 'ok' });
 
@@ -130,6 +132,24 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
   };
 
   return [
+    route({
+      method: 'GET',
+      path: '/api/v1/events/:id',
+      operationId: 'getPublicEvent',
+      summary: "What a page needs to know about an event: its state, access and where admitted users go",
+      tags: ['queue'],
+      params: S.EventIdParams,
+      responses: { 200: { description: 'The event.', schema: S.PublicEvent } },
+      errors: [
+        ['EVENT_NOT_FOUND', 'no such event'],
+        ['REDIS_UNAVAILABLE', 'the queue store (Redis) is unavailable or did not answer within REDIS_COMMAND_TIMEOUT_MS; retry after Retry-After'],
+      ],
+      handler: async ({ params }) => {
+        const c = await d.store.getEvent(params.id);
+        if (!c) throw new AppError('EVENT_NOT_FOUND');
+        return { status: 200, body: { event_id: c.id, state: c.state, access: c.access, target_url: c.targetUrl || d.config.pageTargetUrl } };
+      },
+    }),
     route({
       method: 'POST',
       path: '/api/v1/queue/join',
@@ -222,10 +242,10 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       summary: 'Leave the line through the front door: get a reservation token',
       description:
         'Only a `ready` user. The `reservation_token` is a JWT signed by the gateway (verify with /.well-known/jwks.json). Entering again while the admission is valid ' +
-        'answers the same admission (same jti), never a second one. A bearer JWT is required when user authentication is configured. `Idempotency-Key` is honoured ' +
-        '(replayed with X-Idempotency-Cached: true).',
+        "answers the same admission (same jti), never a second one. An event with access `user` is entered by a verified user (a bearer JWT, when user authentication is configured: the place becomes theirs); " +
+        'one with access `anonymous` with the waiting token alone (its admission token names the place). `Idempotency-Key` is honoured (replayed with X-Idempotency-Cached: true).',
       tags: ['queue'],
-      auth: 'user-if-configured',
+      auth: 'user-optional',
       idempotency: 'optional',
       body: S.EnterRequest,
       missing: { waiting_token: 'MISSING_TOKEN' },
@@ -233,6 +253,7 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       responses: { 200: { description: 'Admitted.', schema: S.EnterResponse, headers: ['X-Idempotency-Cached'] } },
       errors: [
         ['TOKEN_NOT_FOUND', 'malformed or unknown waiting token'],
+        ['UNAUTHORIZED', 'the event has access `user` and no bearer JWT was sent (reason missing)'],
         ['NOT_READY', "not this user's turn yet (carries `position`): keep waiting and retry"],
         ['FORBIDDEN', 'the place belongs to another user'],
         ['TOKEN_EXPIRED', 'the place expired or was given up (`reason`)'],
@@ -242,7 +263,7 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       ],
       handler: async ({ body, user }) => {
         const token = body.waiting_token;
-        const entry = await enterLine(d, token, user?.sub ?? '', 'http');
+        const entry = await enterLine(entryDeps, token, user?.sub ?? '', 'http');
         // a socket of this user on this instance hears it at once, not at the next tick
         d.realtime.finishLocal(token, 'entered', { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec });
         return { status: 200, body: { admission: 'granted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec } };

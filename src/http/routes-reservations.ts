@@ -68,6 +68,36 @@ export function reservationRoutes(d: ReservationRouteDeps): AnyRoute[] {
   return [
     route({
       method: 'POST',
+      path: '/api/v1/admissions/redeem',
+      operationId: 'redeemAdmission',
+      summary: "The ticket site's server redeems an admission token, once",
+      description:
+        'For origins that take admitted users themselves (the page sends the browser to the event\'s target_url with ?admission_token=). ' +
+        'The token must verify (signature, issuer, audience, expiry) and, when event_id is given, be for that event. The first redemption answers its claims; ' +
+        'a later one, or one after the token bought a reservation through the gateway, answers 409 ALREADY_REDEEMED (one admission, one use). ' +
+        'Authenticated by an origin API key (ORIGIN_API_KEYS); the route exists only when keys are configured. `src/connector` is the client for it.',
+      tags: ['origin'],
+      auth: 'origin',
+      body: S.RedeemRequest,
+      responses: { 200: { description: 'Redeemed now: the admission.', schema: S.Redeemed } },
+      errors: [
+        ['FORBIDDEN', 'the admission token is unusable; `reason` is malformed, invalid, expired or wrong_event'],
+        ['ALREADY_REDEEMED', 'the token was redeemed before (reason redeemed, with redeemed_at) or bought a reservation (reason reserved)'],
+        ['REDIS_UNAVAILABLE', 'the queue store (Redis) is unavailable or did not answer within REDIS_COMMAND_TIMEOUT_MS; retry after Retry-After'],
+      ],
+      handler: async ({ body }) => {
+        const v = await d.admission.verify(body.admission_token, { ...(body.event_id !== undefined ? { eventId: body.event_id } : {}) });
+        await d.ledger.redeem(v);
+        d.metrics.admissionsRedeemed.inc();
+        d.log.info({ event_id: v.evt }, 'admission redeemed by the origin');
+        return {
+          status: 200,
+          body: { event_id: v.evt, subject: v.sub, jti: v.jti, admitted_at: new Date((v.iat ?? 0) * 1000).toISOString(), expires_at: new Date(v.exp * 1000).toISOString() },
+        };
+      },
+    }),
+    route({
+      method: 'POST',
       path: '/api/v1/reservations',
       operationId: 'createReservation',
       summary: 'Hold seats with a reservation token',

@@ -15,6 +15,9 @@ const dateTime = (description: string) => nullable(Type.String({ format: 'date-t
 export const EVENT_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 const ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 const EventState = Type.Union([Type.Literal('open'), Type.Literal('paused'), Type.Literal('closed')]);
+const EventAccess = Type.Union([Type.Literal('user'), Type.Literal('anonymous')], {
+  description: 'user: a verified user enters and the place becomes theirs (a bearer JWT, e.g. handed over by the ticket site); anonymous: the waiting token is the credential and the admission token names the place',
+});
 
 export const ErrorBody = Type.Object(
   {
@@ -85,6 +88,10 @@ export const EventPatch = Type.Object(
     ready_window_sec: Type.Optional(int('time a ready user has to enter', { minimum: 5, maximum: 86400 })),
     reconnect_grace_sec: Type.Optional(int('time a user whose last socket closed has to reconnect', { minimum: 1, maximum: 3600 })),
     state: Type.Optional(Type.Union([Type.Literal('open'), Type.Literal('paused'), Type.Literal('closed')], { description: 'open admits; paused accepts joins, promotes nobody; closed refuses joins (403) and promotes nobody' })),
+    access: Type.Optional(EventAccess),
+    target_url: Type.Optional(
+      str('where the page sends admitted users, with ?admission_token=; its origin must be one of PAGE_TARGET_ORIGINS ("" removes it)', { maxLength: 2048 }),
+    ),
   },
   { additionalProperties: false, examples: [{ rate: 50, burst: 100, state: 'open' }] },
 );
@@ -95,8 +102,16 @@ export const Event = Type.Object({
   ready_window_sec: int('time a ready user has to enter'),
   reconnect_grace_sec: int('reconnect grace of sockets'),
   state: EventState,
+  access: EventAccess,
+  target_url: str('where the page sends admitted users ("" = none: the page shows the admission)'),
   created_at: str('creation time', { format: 'date-time' }),
   updated_at: str('last change', { format: 'date-time' }),
+});
+export const PublicEvent = Type.Object({
+  event_id: str('the event'),
+  state: EventState,
+  access: EventAccess,
+  target_url: str('where the page sends admitted users, with ?admission_token= ("" = none: the page shows the admission)'),
 });
 export const EventStats = Type.Intersect([
   Event,
@@ -191,6 +206,19 @@ export const ProcessPaymentResponse = Type.Object({
   failure_reason: Type.Optional(str('present when declined')),
 });
 
+// ---- the origin (ticket site) side
+export const RedeemRequest = Type.Object({
+  admission_token: str('the admission token the page handed the origin (?admission_token=)', { minLength: 1, maxLength: 4096 }),
+  event_id: Type.Optional(str('when given, the token must be for this event', { pattern: EVENT_ID_PATTERN })),
+});
+export const Redeemed = Type.Object({
+  event_id: str('the event the admission is for'),
+  subject: str('who was admitted: the user (access user) or the place (access anonymous)'),
+  jti: str('the admission id (single use)'),
+  admitted_at: str('when the user was admitted', { format: 'date-time' }),
+  expires_at: str('when the admission token expires', { format: 'date-time' }),
+});
+
 // ---- auth, operations, pages
 export const Jwks = Type.Object({ keys: Type.Array(Type.Object({ kty: Type.String(), kid: Type.Optional(Type.String()), alg: Type.Optional(Type.String()), use: Type.Optional(Type.String()) }, { additionalProperties: true })) });
 export const DevTokenRequest = Type.Object({ sub: Type.Optional(str('subject (default: a random dev-… id)', { pattern: '^[A-Za-z0-9_.@-]{1,64}$' })) });
@@ -215,6 +243,9 @@ export const NAMED: Readonly<Record<string, TSchema>> = {
   EventStats,
   EventSummary,
   EventList,
+  PublicEvent,
+  RedeemRequest,
+  Redeemed,
   CreateReservationRequest,
   Reservation,
   ConfirmReservationRequest,

@@ -10,6 +10,8 @@ import { tokenEvent } from './token.js';
 
 export type UserState = 'waiting' | 'ready' | 'admitted' | 'expired' | 'left';
 export type EventState = 'open' | 'paused' | 'closed';
+/** user: a verified user enters (the place becomes theirs); anonymous: the waiting token is the credential */
+export type EventAccess = 'user' | 'anonymous';
 
 const stateNames: Record<string, UserState> = { w: 'waiting', r: 'ready', a: 'admitted', x: 'expired', l: 'left' };
 
@@ -27,6 +29,7 @@ const luaStatus: Partial<Record<ScriptKey, Record<number, [ErrorCode, string]>>>
     5: ['TOKEN_EXPIRED', 'this place in line has expired'],
     7: ['FORBIDDEN', 'this place in line belongs to another user'],
     8: ['DUPLICATE_REQUEST', 'this user already holds another place in this event'],
+    9: ['UNAUTHORIZED', 'a bearer token is required to enter this event'],
   },
   leave: {
     2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
@@ -49,6 +52,9 @@ export interface EventConfig {
   readonly state: EventState;
   readonly createdMs: number;
   readonly updatedMs: number;
+  readonly access: EventAccess;
+  /** where the page sends admitted users ('' = none) */
+  readonly targetUrl: string;
 }
 
 export interface EventPatch {
@@ -57,6 +63,9 @@ export interface EventPatch {
   readyWindowSec?: number;
   reconnectGraceSec?: number;
   state?: EventState;
+  access?: EventAccess;
+  /** '' clears it */
+  targetUrl?: string;
 }
 
 export interface JoinDefaults {
@@ -67,6 +76,7 @@ export interface JoinDefaults {
   reconnectGraceSec: number;
   livenessMs: number;
   idempotencyTtlSec: number;
+  access: EventAccess;
 }
 
 /** [token, who claims, window ms]: see QueueStore.touch */
@@ -159,6 +169,8 @@ function toConfig(id: string, v: unknown[]): EventConfig {
     state: (v[4] as EventState) ?? 'closed',
     createdMs: num(v[5]),
     updatedMs: num(v[6]),
+    access: v[7] === 'anonymous' ? 'anonymous' : 'user',
+    targetUrl: typeof v[8] === 'string' ? v[8] : '',
   };
 }
 
@@ -234,7 +246,7 @@ export class QueueStore {
   private async runJoinBatch(b: JoinBatch): Promise<void> {
     const k = this.keys(b.eventId);
     const { d } = b;
-    const args: (string | number)[] = [d.livenessMs, d.autoCreate ? '1' : '0', d.rate, d.burst, d.readyWindowSec, d.reconnectGraceSec, d.idempotencyTtlSec];
+    const args: (string | number)[] = [d.livenessMs, d.autoCreate ? '1' : '0', d.rate, d.burst, d.readyWindowSec, d.reconnectGraceSec, d.idempotencyTtlSec, d.access];
     for (const it of b.items) args.push(it.token, it.userId, it.idempotencyKey);
     let r: unknown[];
     try {
@@ -298,17 +310,18 @@ export class QueueStore {
    * another user is 403. A place admitted before answers `again: true` with
    * the admission it had (the caller decides whether it may be handed out).
    */
-  async enter(token: string, userId = ''): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string; again: boolean }> {
+  async enter(token: string, userId = '', authConfigured = false): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string; again: boolean }> {
     const eventId = tokenEvent(token);
     if (!eventId) throw refuse('enter', 2);
     const k = this.keys(eventId);
-    const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token, userId])) as unknown[];
+    const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token, userId, authConfigured ? '1' : '0'])) as unknown[];
     const code = num(r[0]);
     if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]), boundUser: String(r[4] ?? ''), again: false };
     if (code === 4) return { eventId, readyAtMs: 0, admittedMs: num(r[1]), joinedMs: num(r[2]), boundUser: String(r[3] ?? ''), again: true };
     if (code === 3) throw refuse('enter', 3, { position: num(r[1]) });
     if (code === 5) throw refuse('enter', 5, { reason: String(r[2] ?? '') });
     if (code === 8) throw refuse('enter', 8, { waiting_token: String(r[1]) });
+    if (code === 9) throw new AppError('UNAUTHORIZED', 'a bearer token is required to enter this event', { reason: 'missing' }, { 'WWW-Authenticate': 'Bearer' });
     throw refuse('enter', code);
   }
 
@@ -405,6 +418,8 @@ export class QueueStore {
       s(p.readyWindowSec),
       s(p.reconnectGraceSec),
       s(p.state),
+      s(p.access),
+      p.targetUrl === undefined ? '' : p.targetUrl === '' ? 'none' : p.targetUrl,
     ])) as unknown[];
     return { ...toConfig(eventId, r.slice(1)), created: num(r[0]) === 1 };
   }
@@ -412,7 +427,7 @@ export class QueueStore {
   async getEvent(eventId: string): Promise<EventConfig | null> {
     const k = this.keys(eventId);
     const v = await this.guard(() =>
-      this.redis.hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms'),
+      this.redis.hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url'),
     );
     return v[4] ? toConfig(eventId, v) : null;
   }
@@ -422,7 +437,7 @@ export class QueueStore {
     const res = await this.guard(() =>
       this.redis
         .multi()
-        .hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms')
+        .hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url')
         .zcard(k.q)
         .zcard(k.ready)
         .hgetall(k.stats)

@@ -182,8 +182,8 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
     if (!room || !user) return;
     if (m.type === 'enter') {
       user.entering = true;
-      // with user authentication configured, enter needs a JWT here too (browsers cannot set headers on a WebSocket)
-      const who = d.auth.configured ? d.auth.require(m.access_token ? `Bearer ${m.access_token}` : undefined) : Promise.resolve(undefined);
+      // a JWT, when sent, in the frame (browsers cannot set headers on a WebSocket); whether the event needs one is its access's call (lua/enter-8.lua)
+      const who = m.access_token ? d.auth.identify(`Bearer ${m.access_token}`) : Promise.resolve(undefined);
       who.then((id) => enterLine(d, user.token, id?.sub ?? '', 'ws')).then(
         (entry) => {
           const admitted: ServerMessage = { type: 'admitted', reservation_token: entry.reservationToken, ttl_sec: entry.ttlSec };

@@ -2,6 +2,7 @@ import { loadConfig, ConfigError } from './config.js';
 import { createLogger } from './log.js';
 import { startEmbeddedRedis, RedisServerMissing, type EmbeddedRedis } from './redis/embedded.js';
 import { startGateway, type Gateway } from './gateway.js';
+import { startDevBackends, type DevBackends } from './dev/backends.js';
 import { NativeUwsUnavailable } from './uws.js';
 
 async function main(): Promise<void> {
@@ -24,9 +25,13 @@ async function main(): Promise<void> {
     log.info({ redis: address }, 'no REDIS_ADDRESS given: started a throwaway redis-server (nothing is kept; it stops with the gateway)');
   }
   let gateway: Gateway;
+  let dev: DevBackends | undefined;
   try {
-    gateway = await startGateway(config, address, log);
+    // no backend addresses (development only: production refuses to start without them): local simulators
+    dev = await startDevBackends({ reservation: config.backends.reservation.address, payment: config.backends.payment.address }, log);
+    gateway = await startGateway(config, { redisAddress: address, reservationAddress: dev.reservationAddress, paymentAddress: dev.paymentAddress }, log);
   } catch (err) {
+    await dev?.stop();
     await embedded?.stop();
     throw err;
   }
@@ -45,6 +50,7 @@ async function main(): Promise<void> {
     }, 30_000);
     force.unref();
     await gateway.stop();
+    await dev?.stop();
     if (embedded) {
       await embedded.stop();
       log.info('throwaway redis-server stopped');

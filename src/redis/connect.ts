@@ -14,11 +14,6 @@ export function observeRedis(fn: (script: string, seconds: number) => void): voi
 export type RedisClient = Redis | Cluster;
 
 /**
- * Reply errors that mean "the store is busy failing over or loading", not
- * "this script is wrong": they become 503 with Retry-After, like a lost
- * connection.
- */
-/**
  * The one rule for store failures: a reply that reports a script or command
  * bug surfaces as it is (a 500), anything else (connection lost, command
  * timeout, fail-over replies such as CLUSTERDOWN) is 503 REDIS_UNAVAILABLE
@@ -38,6 +33,7 @@ export async function callStore(client: RedisClient, key: ScriptKey, keys: reado
   }
 }
 
+/** Replies that mean "the store is failing over, loading or busy", not "this script is wrong". */
 export function isTransientReplyError(err: unknown): boolean {
   return err instanceof ReplyError && /^(CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN|READONLY|BUSY|NOREPLICAS|MOVED|ASK)\b/.test((err as Error).message);
 }

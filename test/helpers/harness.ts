@@ -8,6 +8,7 @@ import { defineScripts } from '../../src/redis/connect.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
+import { startDevBackends } from '../../src/dev/backends.js';
 
 // Real parts only: every test file starts its own redis-server on a free port
 // and uses a unique key prefix per test; gateways run in-process or as real
@@ -55,8 +56,20 @@ export async function startInProcessGateway(redisAddress: string, env: Record<st
     ...GENEROUS_LIMITS,
     ...env,
   });
-  const gateway = await startGateway(config, redisAddress, createLogger(config.logLevel));
-  return { url: `http://127.0.0.1:${gateway.port}`, gateway, stop: () => gateway.stop() };
+  const log = createLogger(config.logLevel);
+  const dev = await startDevBackends({ reservation: config.backends.reservation.address, payment: config.backends.payment.address }, log);
+  const gateway = await startGateway(config, { redisAddress, reservationAddress: dev.reservationAddress, paymentAddress: dev.paymentAddress }, log).catch(async (err: unknown) => {
+    await dev.stop();
+    throw err;
+  });
+  return {
+    url: `http://127.0.0.1:${gateway.port}`,
+    gateway,
+    stop: async () => {
+      await gateway.stop();
+      await dev.stop();
+    },
+  };
 }
 
 export interface SpawnedGateway {

@@ -7,6 +7,9 @@
   ARGV[3] rate  ARGV[4] burst  ARGV[5] ready_window_sec  ARGV[6] reconnect_grace_sec
   ARGV[7] state  ARGV[8] access (user | anonymous)
   ARGV[9] target_url ("none" clears it)
+  ARGV[10] notice: the operator's message to everyone waiting, JSON
+           {"<lang>": text, ...} ("none" clears it); a change stamps
+           notice_ms, which every tick carries so instances push it at once
   ("" for any field = keep the current value; a new event gets every field
   from the caller, who fills defaults)
 
@@ -18,12 +21,12 @@
   and dropping only the joins would read every later give-up as most of the line.
   A lowered burst clamps the stored tokens so the hard bound holds at once.
 
-  Returns {created(0|1), rate, burst, ready_window_sec, reconnect_grace_sec, state, created_ms, updated_ms, access, target_url}
+  Returns {created(0|1), rate, burst, ready_window_sec, reconnect_grace_sec, state, created_ms, updated_ms, access, target_url, notice, notice_ms}
 ]]
 --- @include "includes/now"
 
 local now = nowMs(ARGV[2])
-local fields = {'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'access', 'target_url'}
+local fields = {'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'access', 'target_url', 'notice'}
 local cur = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms')
 local created = 0
 if not cur[5] then
@@ -45,11 +48,14 @@ if created == 0 and cur[1] then
 end
 for i, f in ipairs(fields) do
   local v = ARGV[i + 2]
-  if v == 'none' and f == 'target_url' then
+  if v == 'none' and (f == 'target_url' or f == 'notice') then
     redis.call('HDEL', KEYS[1], f)
   elseif v ~= '' then
     redis.call('HSET', KEYS[1], f, v)
   end
+end
+if ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[1], 'notice_ms', now)
 end
 redis.call('HSET', KEYS[1], 'updated_ms', now)
 if created == 0 and ARGV[3] ~= '' and tonumber(ARGV[3]) ~= tonumber(cur[1]) then
@@ -67,5 +73,5 @@ if ARGV[4] ~= '' then
     redis.call('HSET', KEYS[2], 'tokens', ARGV[4])
   end
 end
-local out = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url')
-return {created, out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8] or 'user', out[9] or ''}
+local out = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url', 'notice', 'notice_ms')
+return {created, out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8] or 'user', out[9] or '', out[10] or '', out[11] or '0'}

@@ -26,7 +26,9 @@
   Returns {-1} not the lease holder; {-2} event has no configuration; else
   {1, state, qlen, readyCount, tokens, promoted{tok,seq,deadline,...},
    expired{tok,reason,...}, exits{"xseq:seq:reason",...}, eta{rate,rw,r1,r5,r15,share,conf,spread},
-   now, xseq, reconnectGraceSec}
+   now, xseq, reconnectGraceSec, noticeMs}
+  (noticeMs: when the operator's message last changed, 0 = never; instances
+  that see a new value fetch the message and push it to their sockets)
 ]]
 --- @include "includes/now"
 --- @include "includes/finish"
@@ -38,7 +40,7 @@ if redis.call('GET', KEYS[11]) ~= ARGV[3] then
 end
 redis.call('PEXPIRE', KEYS[11], tonumber(ARGV[4]))
 
-local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state', 'reconnect_grace_sec')
+local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state', 'reconnect_grace_sec', 'notice_ms')
 if not cfg[1] then
   return {-2}
 end
@@ -179,4 +181,4 @@ if #exits > 0 then
 end
 
 return {1, state, redis.call('ZCARD', K.q), readyCount, tostring(tokens), promoted, expired, exits, etaOut, now,
-  redis.call('HGET', K.stats, 'xseq') or '0', cfg[5] or '30'}
+  redis.call('HGET', K.stats, 'xseq') or '0', cfg[5] or '30', cfg[6] or '0'}

@@ -86,7 +86,7 @@ afterAll(async () => {
 
 /** join -> ready -> enter, as the page does for a logged-in user; returns the admission token */
 async function admit(event: string, sub: string | undefined): Promise<string> {
-  const auth = sub ? { authorization: `Bearer ${await userJwt(sub)}` } : {};
+  const auth: Record<string, string> = sub ? { authorization: `Bearer ${await userJwt(sub)}` } : {};
   const j = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: event }, auth);
   expect(j.status, j.text).toBe(202);
   const wt = j.body.waiting_token as string;
@@ -99,7 +99,7 @@ async function admit(event: string, sub: string | undefined): Promise<string> {
 describe('the origin takes admitted users back', () => {
   it('the event tells the page where to send admitted users; the admin API refuses any other origin (no open redirect)', async () => {
     const ev = await call(gw.url, 'GET', '/api/v1/events/sale');
-    expect(ev.body).toEqual({ event_id: 'sale', state: 'open', access: 'user', target_url: `${originUrl}/sale?from=queue` });
+    expect(ev.body).toEqual({ event_id: 'sale', state: 'open', access: 'user', message: null, target_url: `${originUrl}/sale?from=queue` });
     const bad = await call(gw.url, 'PUT', '/api/v1/admin/events/sale', { target_url: 'https://evil.example/steal' }, { authorization: `Bearer ${ADMIN}` });
     expect(bad.status).toBe(400);
     expect((bad.body.error as { reason?: string }).reason).toBe('target_origin');

@@ -249,6 +249,7 @@ function wireCard(id, ev) {
       btn.disabled = false;
     }
   });
+  wireNotice(id, ev, msg);
   q('.rate-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const rate = Number(input.value);
@@ -267,6 +268,44 @@ function wireCard(id, ev) {
       msg.textContent = `Could not set the rate: ${err.message}.`;
     }
   });
+}
+
+/** The operator's message: English and Korean, published to every open page of the event. */
+function wireNotice(id, ev, msg) {
+  const q = (sel) => ev.el.querySelector(sel);
+  const en = /** @type {HTMLTextAreaElement} */ (q('.notice-en'));
+  const ko = /** @type {HTMLTextAreaElement} */ (q('.notice-ko'));
+  const show = (m) => {
+    en.value = m?.en ?? '';
+    ko.value = m?.ko ?? '';
+  };
+  api('GET', `/api/v1/admin/events/${encodeURIComponent(id)}`).then(
+    (r) => show(r.message),
+    () => undefined, // an event only seen in the feed (not configured yet) has no message
+  );
+  const publish = async (message, done) => {
+    try {
+      const r = await api('PUT', `/api/v1/admin/events/${encodeURIComponent(id)}`, { message });
+      show(r.message);
+      msg.textContent = done;
+    } catch (err) {
+      if (err.status === 401) return signOut('That admin token was refused.');
+      msg.textContent = `Could not change the message: ${err.message}.`;
+    }
+  };
+  q('.notice-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const m = {};
+    if (en.value.trim()) m.en = en.value.trim();
+    if (ko.value.trim()) m.ko = ko.value.trim();
+    if (!m.en && !m.ko) {
+      msg.textContent = 'Write the message in at least one language, or remove it.';
+      en.focus();
+      return;
+    }
+    void publish(m, 'Message published: open pages show it now.');
+  });
+  q('.notice-remove').addEventListener('click', () => void publish(null, 'Message removed from every open page.'));
 }
 
 function latestCounts(ev) {

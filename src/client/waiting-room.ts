@@ -34,11 +34,21 @@ export interface PositionSnapshot {
   event_state: EventState;
 }
 
+/** The operator's message to everyone waiting: text by language code ("en", "ko", ...). */
+export type OperatorMessage = Record<string, string>;
+
 export interface WelcomeMessage extends PositionSnapshot {
   type: 'welcome';
   v: number;
   event_id: string;
   ready_deadline?: string;
+  /** the operator's message (null = none); absent when the instance does not know it yet (a `notice` follows) */
+  message?: OperatorMessage | null;
+}
+export interface NoticeMessage {
+  type: 'notice';
+  /** null: the operator removed the message */
+  message: OperatorMessage | null;
 }
 export interface PositionMessage extends PositionSnapshot {
   type: 'position';
@@ -88,6 +98,7 @@ export type ServerMessage =
   | LeftMessage
   | PausedMessage
   | ResumedMessage
+  | NoticeMessage
   | PongMessage
   | ServerErrorMessage;
 
@@ -109,6 +120,8 @@ export interface StatusResponse extends Omit<PositionSnapshot, 'status'> {
   ready_deadline?: string;
   ready_expires_in_sec?: number;
   poll_after_ms: number;
+  /** the operator's message (null = none); absent: keep the last one */
+  message?: OperatorMessage | null;
 }
 
 /** 200 of POST /api/v1/queue/enter */
@@ -170,6 +183,8 @@ export interface WaitingRoomEventMap {
   paused: CustomEvent<PausedDetail>;
   resumed: CustomEvent<PausedDetail>;
   connection: CustomEvent<ConnectionDetail>;
+  /** the operator's message changed (null: removed) */
+  notice: CustomEvent<OperatorMessage | null>;
   error: CustomEvent<ErrorDetail>;
 }
 
@@ -319,6 +334,7 @@ export class WaitingRoomClient extends EventTarget {
   private _state: WaitingRoomState = 'idle';
   private _connection: ConnectionState = 'offline';
   private _last: PositionSnapshot | undefined;
+  private _notice: OperatorMessage | null = null;
   private paused = false;
   private readyDeadline: string | undefined;
   private admittedWithToken = false;
@@ -379,6 +395,10 @@ export class WaitingRoomClient extends EventTarget {
   }
   get connection(): ConnectionState {
     return this._connection;
+  }
+  /** The operator's message to everyone waiting (null = none). */
+  get notice(): OperatorMessage | null {
+    return this._notice;
   }
   /** The last position snapshot (welcome, position or poll). */
   get last(): PositionSnapshot | undefined {
@@ -676,8 +696,12 @@ export class WaitingRoomClient extends EventTarget {
         }
         this.setConnection('live');
         this.applySnapshot(snapshotOf(m as unknown as Record<string, unknown>));
+        if (m.message !== undefined) this.setNotice(m.message);
         return;
       }
+      case 'notice':
+        this.setNotice(m.message ?? null);
+        return;
       case 'position':
         this.applySnapshot(snapshotOf(m as unknown as Record<string, unknown>));
         return;
@@ -841,6 +865,7 @@ export class WaitingRoomClient extends EventTarget {
       return false;
     }
     this.applySnapshot(snapshotOf(body as unknown as Record<string, unknown>));
+    if (body.message !== undefined) this.setNotice(body.message);
     if (body.ready_for_entry && body.ready_deadline) {
       this.markReady({ ready_deadline: body.ready_deadline, expires_in_sec: body.ready_expires_in_sec ?? 0, position: body.position });
     }
@@ -853,6 +878,13 @@ export class WaitingRoomClient extends EventTarget {
     if (snap.status === 'waiting' && this._state !== 'ready') this._state = 'waiting';
     this.emit('position', snap);
     this.setPaused(snap.event_state !== 'open', snap.event_state);
+  }
+
+  private setNotice(m: OperatorMessage | null): void {
+    const next = m && typeof m === 'object' ? m : null;
+    if (JSON.stringify(next) === JSON.stringify(this._notice)) return;
+    this._notice = next;
+    this.emit('notice', next);
   }
 
   private setPaused(paused: boolean, eventState: EventState): void {

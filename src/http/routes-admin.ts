@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import type { EventConfig, EventPatch, QueueStore } from '../queue/store.js';
+import type { EventConfig, EventPatch, Notice, QueueStore } from '../queue/store.js';
 import type { EventRegistry } from '../queue/registry.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -27,6 +27,7 @@ const eventJson = (c: EventConfig) => ({
   state: c.state,
   access: c.access,
   target_url: c.targetUrl,
+  message: c.notice,
   created_at: new Date(c.createdMs).toISOString(),
   updated_at: new Date(c.updatedMs).toISOString(),
 });
@@ -74,6 +75,7 @@ export function adminRoutes(d: AdminRouteDeps): AnyRoute[] {
           ...(body.state !== undefined ? { state: body.state } : {}),
           ...(body.access !== undefined ? { access: body.access } : {}),
           ...(body.target_url !== undefined ? { targetUrl: body.target_url } : {}),
+          ...(body.message !== undefined ? { notice: body.message as Notice | null } : {}),
         };
         const existing = await d.store.getEvent(id);
         const full: EventPatch = existing
@@ -86,10 +88,13 @@ export function adminRoutes(d: AdminRouteDeps): AnyRoute[] {
               state: patch.state ?? 'open',
               access: patch.access ?? q.defaultAccess,
               ...(patch.targetUrl !== undefined ? { targetUrl: patch.targetUrl } : {}),
+              ...(patch.notice ? { notice: patch.notice } : {}),
             };
         await d.registry.register(id);
         const r = await d.store.putEvent(id, full);
-        d.log.info({ event_id: id, created: r.created, change: patch }, 'admin: event configured');
+        // the message's text is the operator's to publish; the log says only that it changed
+        const { notice, ...logged } = patch;
+        d.log.info({ event_id: id, created: r.created, change: notice === undefined ? logged : { ...logged, message: notice ? Object.keys(notice) : null } }, 'admin: event configured');
         return { status: r.created ? 201 : 200, body: eventJson(r) };
       },
     }),

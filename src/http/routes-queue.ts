@@ -85,7 +85,8 @@ export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: num
 /** The same body, from this instance's memory (exact as of the last tick message). */
 function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): QueueStatus {
   const now = room.redisNow();
-  return place(room.eventId, room.eventState, u.state, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), e, u.readyDeadlineMs, now);
+  const body = place(room.eventId, room.eventState, u.state, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), e, u.readyDeadlineMs, now);
+  return room.noticeMs >= 0 ? { ...body, message: room.notice } : body;
 }
 
 export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
@@ -128,7 +129,9 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       void d.realtime.adoptOrAttach(s, roomBefore).catch(() => undefined);
     }
     op('status', 'ok');
-    return { status: 200, body: statusBody(s, q.tickMs, livenessMs) };
+    // the operator's message as this instance last pushed it (a poller not yet attached here gets it from the next poll)
+    const body = statusBody(s, q.tickMs, livenessMs);
+    return { status: 200, body: roomBefore && roomBefore.noticeMs >= 0 ? { ...body, message: roomBefore.notice } : body };
   };
 
   return [
@@ -147,7 +150,7 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       handler: async ({ params }) => {
         const c = await d.store.getEvent(params.id);
         if (!c) throw new AppError('EVENT_NOT_FOUND');
-        return { status: 200, body: { event_id: c.id, state: c.state, access: c.access, target_url: c.targetUrl || d.config.pageTargetUrl } };
+        return { status: 200, body: { event_id: c.id, state: c.state, access: c.access, target_url: c.targetUrl || d.config.pageTargetUrl, message: c.notice } };
       },
     }),
     route({

@@ -19,6 +19,15 @@ const EventAccess = Type.Union([Type.Literal('user'), Type.Literal('anonymous')]
   description: 'user: a verified user enters and the place becomes theirs (a bearer JWT, e.g. handed over by the ticket site); anonymous: the waiting token is the credential and the admission token names the place',
 });
 
+/** The operator's message to everyone waiting: text by language ("en", "ko", "pt-BR"); the page shows the reader's language, else English, else any. */
+export const OperatorMessage = Type.Record(Type.String({ pattern: '^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$' }), Type.String({ minLength: 1, maxLength: 500 }), {
+  additionalProperties: false,
+  minProperties: 1,
+  maxProperties: 16,
+  description: "the operator's message to everyone waiting, by language code (BCP 47: en, ko, pt-BR; at most 500 characters each)",
+  examples: [{ en: 'Sales open at 10:00. Keep this page open.', ko: '10시에 판매가 시작돼요. 이 페이지를 열어 두세요.' }],
+});
+
 export const ErrorBody = Type.Object(
   {
     error: Type.Object(
@@ -70,6 +79,7 @@ export const QueueStatus = Type.Object({
   ready_deadline: Type.Optional(str('ready only: enter before this instant', { format: 'date-time' })),
   ready_expires_in_sec: Type.Optional(int('ready only: seconds left to enter', { minimum: 0 })),
   poll_after_ms: int('when to poll next (polling keeps the place alive)', { minimum: 0 }),
+  message: Type.Optional(nullable(OperatorMessage, "the operator's message (null = none); absent when the answering instance does not know it yet: keep the last one")),
 });
 export const EnterRequest = Type.Object({ waiting_token: str('the place to enter with', { minLength: 1 }) });
 export const EnterResponse = Type.Object({
@@ -92,6 +102,7 @@ export const EventPatch = Type.Object(
     target_url: Type.Optional(
       str('where the page sends admitted users, with ?admission_token=; its origin must be one of PAGE_TARGET_ORIGINS ("" removes it)', { maxLength: 2048 }),
     ),
+    message: Type.Optional(nullable(OperatorMessage, "the operator's message to everyone waiting, pushed live to every open page (null removes it)")),
   },
   { additionalProperties: false, examples: [{ rate: 50, burst: 100, state: 'open' }] },
 );
@@ -104,6 +115,7 @@ export const Event = Type.Object({
   state: EventState,
   access: EventAccess,
   target_url: str('where the page sends admitted users ("" = none: the page shows the admission)'),
+  message: nullable(OperatorMessage, "the operator's message to everyone waiting (null = none)"),
   created_at: str('creation time', { format: 'date-time' }),
   updated_at: str('last change', { format: 'date-time' }),
 });
@@ -112,6 +124,7 @@ export const PublicEvent = Type.Object({
   state: EventState,
   access: EventAccess,
   target_url: str('where the page sends admitted users, with ?admission_token= ("" = none: the page shows the admission)'),
+  message: nullable(OperatorMessage, "the operator's message to everyone waiting (null = none)"),
 });
 export const EventStats = Type.Intersect([
   Event,
@@ -232,6 +245,7 @@ export const PageConfig = Type.Object({ target_url: str('where admitted users ar
 /** components.schemas of the OpenAPI document: every schema above that has a name there. */
 export const NAMED: Readonly<Record<string, TSchema>> = {
   Error: ErrorBody,
+  OperatorMessage,
   JoinRequest,
   JoinResponse,
   QueueStatus,

@@ -28,6 +28,8 @@ export interface TickMessage {
   readonly xs: number;
   /** the event's reconnect grace, seconds */
   readonly g: number;
+  /** version of the operator's message (notice_ms, 0 = never set); absent from older instances */
+  readonly n?: number;
   readonly eta: TickResult['eta'] & { tokens: number };
 }
 
@@ -43,6 +45,7 @@ export function toMessage(eventId: string, r: TickResult): TickMessage {
     o: r.exits,
     xs: r.xseq,
     g: r.reconnectGraceSec,
+    n: r.noticeMs,
     eta: { ...r.eta, tokens: r.tokens },
   };
 }

@@ -55,6 +55,27 @@ export interface EventConfig {
   readonly access: EventAccess;
   /** where the page sends admitted users ('' = none) */
   readonly targetUrl: string;
+  /** the operator's message to everyone waiting, by language (null = none) */
+  readonly notice: Notice | null;
+  /** when the message last changed (0 = never): the version instances compare */
+  readonly noticeMs: number;
+}
+
+/** The operator's message: text by language code ("en", "ko", ...). */
+export type Notice = Readonly<Record<string, string>>;
+
+/** The stored message (JSON written by the admin API only); anything unreadable counts as none. */
+export function parseNotice(v: unknown): Notice | null {
+  if (typeof v !== 'string' || v === '') return null;
+  try {
+    const o = JSON.parse(v) as unknown;
+    if (!o || typeof o !== 'object' || Array.isArray(o)) return null;
+    const out: Record<string, string> = {};
+    for (const [k, t] of Object.entries(o)) if (typeof t === 'string' && t) out[k] = t;
+    return Object.keys(out).length ? out : null;
+  } catch {
+    return null;
+  }
 }
 
 export interface EventPatch {
@@ -66,6 +87,8 @@ export interface EventPatch {
   access?: EventAccess;
   /** '' clears it */
   targetUrl?: string;
+  /** null clears it */
+  notice?: Notice | null;
 }
 
 export interface JoinDefaults {
@@ -135,6 +158,8 @@ export interface TickResult {
   readonly nowMs: number;
   readonly xseq: number;
   readonly reconnectGraceSec: number;
+  /** when the operator's message last changed (0 = never) */
+  readonly noticeMs: number;
 }
 
 export interface EventStats {
@@ -171,6 +196,8 @@ function toConfig(id: string, v: unknown[]): EventConfig {
     updatedMs: num(v[6]),
     access: v[7] === 'anonymous' ? 'anonymous' : 'user',
     targetUrl: typeof v[8] === 'string' ? v[8] : '',
+    notice: parseNotice(v[9]),
+    noticeMs: num(v[10]),
   };
 }
 
@@ -401,6 +428,7 @@ export class QueueStore {
       nowMs: num(r[9]),
       xseq: num(r[10]),
       reconnectGraceSec: num(r[11], 30),
+      noticeMs: num(r[12]),
     };
   }
 
@@ -420,14 +448,21 @@ export class QueueStore {
       s(p.state),
       s(p.access),
       p.targetUrl === undefined ? '' : p.targetUrl === '' ? 'none' : p.targetUrl,
+      p.notice === undefined ? '' : p.notice === null ? 'none' : JSON.stringify(p.notice),
     ])) as unknown[];
     return { ...toConfig(eventId, r.slice(1)), created: num(r[0]) === 1 };
+  }
+
+  /** The operator's message now (one HGET; instances ask only when a tick shows it changed). */
+  async getNotice(eventId: string): Promise<Notice | null> {
+    const k = this.keys(eventId);
+    return parseNotice(await this.guard(() => this.redis.hget(k.cfg, 'notice')));
   }
 
   async getEvent(eventId: string): Promise<EventConfig | null> {
     const k = this.keys(eventId);
     const v = await this.guard(() =>
-      this.redis.hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url'),
+      this.redis.hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url', 'notice', 'notice_ms'),
     );
     return v[4] ? toConfig(eventId, v) : null;
   }
@@ -437,7 +472,7 @@ export class QueueStore {
     const res = await this.guard(() =>
       this.redis
         .multi()
-        .hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url')
+        .hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url', 'notice', 'notice_ms')
         .zcard(k.q)
         .zcard(k.ready)
         .hgetall(k.stats)

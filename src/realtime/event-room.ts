@@ -1,7 +1,7 @@
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { TickMessage } from '../queue/broker.js';
-import type { EtaParams, EventState, StatusSnapshot } from '../queue/store.js';
+import type { EtaParams, EventState, Notice, StatusSnapshot } from '../queue/store.js';
 import { estimate, type Estimate } from '../queue/eta.js';
 import { startUserActor, lifecycleOf, type UserActor } from '../../machines/user-lifecycle.js';
 import { Close, type CloseCode, type ServerMessage } from './protocol.js';
@@ -84,6 +84,11 @@ export class EventRoom {
   readonly accuracy: number[] = [];
   /** set when a gap in exit sequence numbers shows a lost message */
   onResyncNeeded: (() => void) | undefined;
+  /** the operator's message as pushed here, and its version (notice_ms; -1 = not known yet) */
+  notice: Notice | null = null;
+  noticeMs = -1;
+  /** a tick carried a message version this room has not shown: fetch it (once) and call setNotice */
+  onNoticeChanged: ((ms: number) => void) | undefined;
 
   constructor(private readonly o: RoomOptions) {}
 
@@ -244,6 +249,11 @@ export class EventRoom {
     this.clockOffsetMs = m.t - Date.now();
     this.lastTickAt = Date.now();
     this.reconnectGraceMs = m.g * 1000;
+    if (m.n !== undefined && m.n !== this.noticeMs) {
+      this.noticeMs = m.n;
+      if (m.n === 0) this.notice = null; // never set: nothing to fetch
+      else this.onNoticeChanged?.(m.n);
+    }
     const exits = this.lastXs >= 0 ? m.o.filter(([xs]) => xs > this.lastXs) : m.o;
     const gap = this.lastXs >= 0 && (exits.length > 0 ? exits[0]![0] !== this.lastXs + 1 : m.xs > this.lastXs && m.o.length === 0);
     if (exits.length > 0) {
@@ -287,6 +297,13 @@ export class EventRoom {
       this.lastXs = -1;
       this.onResyncNeeded?.();
     }
+  }
+
+  /** The operator's message changed (null: removed): every socket here is told at once. */
+  setNotice(notice: Notice | null): void {
+    this.notice = notice;
+    const msg: ServerMessage = { type: 'notice', message: notice };
+    for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, msg, true);
   }
 
   private applyExits(exits: ReadonlyArray<readonly [number, number, string]>): void {

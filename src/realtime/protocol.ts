@@ -1,3 +1,4 @@
+import type { Notice } from '../queue/store.js';
 import { pack, unpack } from 'msgpackr';
 
 // WebSocket protocol v1 (documented in docs/PROTOCOL.md). JSON text frames
@@ -48,7 +49,7 @@ export interface PositionMessage {
 }
 
 export type ServerMessage =
-  | ({ type: 'welcome'; v: number; event_id: string } & Omit<PositionMessage, 'type'> & { ready_deadline?: string })
+  | ({ type: 'welcome'; v: number; event_id: string } & Omit<PositionMessage, 'type'> & { ready_deadline?: string; message?: Notice | null })
   | PositionMessage
   | { type: 'ready'; position: number; ready_deadline: string; expires_in_sec: number }
   | { type: 'admitted'; reservation_token?: string; ttl_sec?: number }
@@ -56,6 +57,7 @@ export type ServerMessage =
   | { type: 'left' }
   | { type: 'paused'; event_state: string }
   | { type: 'resumed'; event_state: string }
+  | { type: 'notice'; message: Notice | null }
   | { type: 'pong' }
   | { type: 'error'; code: string; message: string; position?: number };
 

@@ -111,6 +111,7 @@ export class Realtime {
         });
         room.reconnectGraceMs = this.o.reconnectGraceMs;
         room.onResyncNeeded = () => void this.resync(room);
+        room.onNoticeChanged = (ms) => void this.fetchNotice(room, ms);
         await this.broker.subscribe(this.store.keys(eventId).channel, (m: TickMessage) => room.applyTick(m));
         this.rooms.set(eventId, room);
         const now = Date.now();
@@ -120,6 +121,20 @@ export class Realtime {
       this.pendingRooms.set(eventId, p);
     }
     return p;
+  }
+
+  /** The operator's message changed (a tick said so): one read, then every socket here is told. */
+  private async fetchNotice(room: EventRoom, ms: number): Promise<void> {
+    try {
+      const notice = await this.store.getNotice(room.eventId);
+      if (room.noticeMs !== ms) return; // a newer change is being fetched
+      room.setNotice(notice);
+      this.log.info({ event_id: room.eventId, languages: notice ? Object.keys(notice) : [] }, 'operator message pushed');
+    } catch (err) {
+      // the next tick asks again
+      if (room.noticeMs === ms) room.noticeMs = -1;
+      this.log.warn({ event_id: room.eventId, err: (err as Error).message }, 'operator message not read: retrying at the next tick');
+    }
   }
 
   /**

@@ -141,6 +141,8 @@ export function registerWsRoute(app: UWS.TemplatedApp, d: WsRouteDeps, o: WsOpti
       v: PROTOCOL_VERSION,
       event_id: room.eventId,
       ...(user.state === 'ready' ? { ready_deadline: new Date(user.readyDeadlineMs).toISOString() } : {}),
+      // the operator's message when this instance knows it (else a notice follows the room's next tick)
+      ...(room.noticeMs >= 0 ? { message: room.notice } : {}),
     };
     sockets.send(id, hello, true);
     user.pushedPos = e.position;

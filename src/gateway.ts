@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Redis } from 'ioredis';
 import type { Logger } from './log.js';
@@ -16,7 +17,9 @@ import { queueRoutes } from './http/routes-queue.js';
 import { adminRoutes } from './http/routes-admin.js';
 import { healthRoutes } from './http/routes-health.js';
 import { authRoutes } from './http/routes-auth.js';
-import { staticRoutes } from './http/static.js';
+import { staticRoutes, projectRoot } from './http/static.js';
+import { waitRoutes } from './http/page-wait.js';
+import { Catalogues } from './http/i18n.js';
 import { registerAdminFeed } from './http/admin-feed.js';
 import { docsRoutes } from './http/routes-docs.js';
 import { reservationRoutes } from './http/routes-reservations.js';
@@ -317,7 +320,10 @@ class EdgePart implements Part {
       },
     };
     http.add(healthRoutes(readiness, metrics, config.instanceId));
-    http.add(queueRoutes({ store, registry, admission, config, metrics, log, realtime, auth }));
+    const queueTable = queueRoutes({ store, registry, admission, config, metrics, log, realtime, auth });
+    http.add(queueTable);
+    // the page without JavaScript: an HTML view over the same queue handlers
+    http.add(waitRoutes({ queueRoutes: queueTable, auth, catalogues: Catalogues.load(join(projectRoot(), 'web', 'i18n')), log }));
     http.add(reservationRoutes({ admission, ledger, reservations: backends.reservations, payments: backends.payments, metrics, log }));
     http.add(authRoutes(admission, auth, log, config.pageTargetUrl));
     http.add(staticRoutes());

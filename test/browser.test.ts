@@ -1,18 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
-import express from 'express';
-import { SignJWT } from 'jose';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import type { EmbeddedRedis } from '../src/redis/embedded.js';
-import { startReservationSim } from '../src/sim/reservation-sim.js';
-import { startPaymentSim } from '../src/sim/payment-sim.js';
-import type { RunningSim } from '../src/sim/common.js';
-import { expressAdmission } from '../src/connector/index.js';
-import { call, sleep, startInProcessGateway, startRedis, waitFor, type InProcessGateway } from './helpers/harness.js';
-import { launchChromium, SCREENSHOTS } from './helpers/browser.js';
+import type { BrowserContext, Page } from 'playwright-core';
+import { call, sleep, waitFor } from './helpers/harness.js';
+import { SCREENSHOTS } from './helpers/browser.js';
+import { startProductionSite, type ProductionSite } from './helpers/production-site.js';
 
 // The waiting-room page in headless Chromium against a real gateway and
 // Redis, configured as an operator deploys it: NODE_ENV=production, user JWTs
@@ -26,72 +17,22 @@ import { launchChromium, SCREENSHOTS } from './helpers/browser.js';
 // polling; a network drop keeps the place; two tabs share one place.
 // Screenshots of every state go to test-output/screenshots (not committed).
 
-const ADMIN = 'browser-admin-token-0123456789-0123456789';
-const admin = { authorization: `Bearer ${ADMIN}` };
-const SECRET = 'browser-test-secret-0123456789-0123456789';
-const secret = new TextEncoder().encode(SECRET);
-const ORIGIN_KEY = `browser-origin-${randomBytes(24).toString('hex')}`;
-/** the ticket site's login: a user JWT as it would mint one */
-const userJwt = (sub: string) => new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setExpirationTime('30m').sign(secret);
-
-let redis: EmbeddedRedis;
-let gw: InProcessGateway;
-let browser: Browser;
-let rsim: RunningSim;
-let psim: RunningSim;
-let origin: Server;
-let originUrl: string;
-const redeemed: string[] = [];
-
+let site: ProductionSite;
 beforeAll(async () => {
-  redis = await startRedis();
-  rsim = await startReservationSim({ host: '127.0.0.1', port: 0 });
-  psim = await startPaymentSim({ host: '127.0.0.1', port: 0 });
-  // the ticket site: its sale page only for a valid, unredeemed admission for its event
-  const guard = { jwksUrl: '', eventId: 'page-ws', gatewayUrl: '', apiKey: ORIGIN_KEY };
-  const app = express();
-  app.get('/sale', expressAdmission(guard), (req, res) => {
-    const who = (req as unknown as { admission: { subject: string } }).admission.subject;
-    redeemed.push(who);
-    res.type('html').send(`<!doctype html><title>Sale</title><h1 data-testid="sale">Welcome to the sale, ${who}</h1>`);
-  });
-  origin = await new Promise<Server>((resolve) => {
-    const srv = app.listen(0, '127.0.0.1', () => resolve(srv));
-  });
-  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-  const { privateKey } = generateKeyPairSync('ed25519');
-  gw = await startInProcessGateway(redis.address, {
-    NODE_ENV: 'production',
-    JWT_SECRET: SECRET,
-    ADMISSION_SIGNING_JWK: JSON.stringify({ ...privateKey.export({ format: 'jwk' }), alg: 'EdDSA', kid: 'browser-1' }),
-    ADMIN_TOKEN: ADMIN,
-    ORIGIN_API_KEYS: ORIGIN_KEY,
-    PAGE_TARGET_ORIGINS: originUrl,
-    BACKEND_RESERVATION_API_GRPC_ADDRESS: rsim.address,
-    BACKEND_PAYMENT_API_GRPC_ADDRESS: psim.address,
-    QUEUE_TICK_MS: '100',
-    QUEUE_RECONNECT_GRACE_SEC: '30',
-  });
-  guard.jwksUrl = `${gw.url}/.well-known/jwks.json`;
-  guard.gatewayUrl = gw.url;
-  browser = await launchChromium();
+  site = await startProductionSite({ saleEvent: 'page-ws' });
 }, 60_000);
 afterAll(async () => {
-  await browser?.close();
-  origin?.close();
-  await gw?.stop();
-  await rsim?.stop();
-  await psim?.stop();
-  await redis?.stop();
+  await site?.stop();
 });
+const userJwt = (sub: string) => site.userJwt(sub);
 
 /** The link the ticket site gives its logged-in user. */
-const handoff = async (event: string, sub: string): Promise<string> => `${gw.url}/?event=${event}#access_token=${await userJwt(sub)}`;
+const handoff = async (event: string, sub: string): Promise<string> => `${site.gw.url}/?event=${event}#access_token=${await userJwt(sub)}`;
 
 const text = async (page: Page, id: string): Promise<string> => ((await page.getByTestId(id).first().textContent()) ?? '').trim();
 const shot = (page: Page, name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
-const putEvent = (id: string, body: Record<string, unknown>) => call(gw.url, 'PUT', `/api/v1/admin/events/${id}`, body, admin);
-const stats = async (id: string) => (await call(gw.url, 'GET', `/api/v1/admin/events/${id}/stats`, undefined, admin)).body;
+const putEvent = (id: string, body: Record<string, unknown>) => site.putEvent(id, body);
+const stats = async (id: string) => (await call(site.gw.url, 'GET', `/api/v1/admin/events/${id}/stats`, undefined, site.admin)).body;
 const position = async (page: Page): Promise<number> => Number((await text(page, 'position')).replace(/[^0-9]/g, ''));
 
 async function waitText(page: Page, id: string, pred: (t: string) => boolean, what: string, timeoutMs = 20_000): Promise<string> {
@@ -106,12 +47,12 @@ async function crowdAhead(event: string, n: number): Promise<{ done: Promise<voi
   const crowd: [string, string][] = [];
   for (let i = 0; i < n; i++) {
     const jwt = await userJwt(`crowd-${event}-${i}`);
-    crowd.push([(await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: event }, { authorization: `Bearer ${jwt}` })).body.waiting_token as string, jwt]);
+    crowd.push([(await call(site.gw.url, 'POST', '/api/v1/queue/join', { event_id: event }, { authorization: `Bearer ${jwt}` })).body.waiting_token as string, jwt]);
   }
   const done = (async () => {
     for (const [t, jwt] of crowd) {
-      await waitFor('crowd ready', async () => (await call(gw.url, 'GET', `/api/v1/queue/status?token=${t}`)).body.ready_for_entry === true, 30_000, 100);
-      await call(gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: t }, { authorization: `Bearer ${jwt}` });
+      await waitFor('crowd ready', async () => (await call(site.gw.url, 'GET', `/api/v1/queue/status?token=${t}`)).body.ready_for_entry === true, 30_000, 100);
+      await call(site.gw.url, 'POST', '/api/v1/queue/enter', { waiting_token: t }, { authorization: `Bearer ${jwt}` });
     }
   })();
   return { done };
@@ -160,15 +101,15 @@ async function journey(ctx: BrowserContext, event: string, label: string, expect
 
 describe('waiting-room page', () => {
   it('a logged-in user handed over by the ticket site: joins, watches the position fall, enters, and is let into the sale (WebSocket)', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await site.browser.newContext();
     try {
-      const page = await journey(ctx, 'page-ws', 'ws', 'live', `${originUrl}/sale`);
+      const page = await journey(ctx, 'page-ws', 'ws', 'live', `${site.originUrl}/sale`);
       // admitted, then sent to the ticket site with the admission token, which lets the user in once
-      await page.waitForURL((u) => u.toString().startsWith(`${originUrl}/sale`), { timeout: 20_000 });
+      await page.waitForURL((u) => u.toString().startsWith(`${site.originUrl}/sale`), { timeout: 20_000 });
       expect(await page.getByTestId('sale').textContent()).toBe('Welcome to the sale, buyer-page-ws');
       expect(new URL(page.url()).searchParams.get('admission_token')).toMatch(/^ey/);
       await shot(page, 'ws-sale');
-      expect(redeemed).toEqual(['buyer-page-ws']);
+      expect(site.redeemed).toEqual(['buyer-page-ws']);
       expect((await stats('page-ws')).admitted_total).toBe(5);
       // the same link again is refused by the site: one admission, one use
       const replay = await fetch(page.url());
@@ -179,7 +120,7 @@ describe('waiting-room page', () => {
   }, 90_000);
 
   it('completes the same journey over polling when WebSockets are blocked', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await site.browser.newContext();
     // a proxy that refuses WebSocket upgrades: every socket fails to open
     await ctx.addInitScript(() => {
       class Blocked extends EventTarget {
@@ -220,8 +161,8 @@ describe('waiting-room page', () => {
 
   it('after a network drop the page reconnects and keeps its position', async () => {
     await putEvent('page-drop', { rate: 1, burst: 1, state: 'paused' });
-    for (let i = 0; i < 3; i++) await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-drop' }, { authorization: `Bearer ${await userJwt(`drop-${i}`)}` });
-    const ctx = await browser.newContext();
+    for (let i = 0; i < 3; i++) await call(site.gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-drop' }, { authorization: `Bearer ${await userJwt(`drop-${i}`)}` });
+    const ctx = await site.browser.newContext();
     try {
       const page = await ctx.newPage();
       await page.goto(await handoff('page-drop', 'dropper'));
@@ -244,8 +185,8 @@ describe('waiting-room page', () => {
 
   it('two tabs of the same browser take one place', async () => {
     await putEvent('page-tabs', { rate: 1, burst: 1, state: 'paused' });
-    await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-tabs' }, { authorization: `Bearer ${await userJwt('tabs-ahead')}` });
-    const ctx = await browser.newContext();
+    await call(site.gw.url, 'POST', '/api/v1/queue/join', { event_id: 'page-tabs' }, { authorization: `Bearer ${await userJwt('tabs-ahead')}` });
+    const ctx = await site.browser.newContext();
     try {
       const [a, b] = [await ctx.newPage(), await ctx.newPage()];
       const link = await handoff('page-tabs', 'two-tabs');
@@ -267,7 +208,7 @@ describe('waiting-room page', () => {
 
   it('shows expired with what to do next, and fits a phone', async () => {
     await putEvent('page-exp', { rate: 5, burst: 1, ready_window_sec: 5 });
-    const ctx = await browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
+    const ctx = await site.browser.newContext({ viewport: { width: 375, height: 740 }, isMobile: true });
     try {
       const page = await ctx.newPage();
       await page.goto(await handoff('page-exp', 'phone'));
@@ -283,17 +224,17 @@ describe('waiting-room page', () => {
   }, 60_000);
 
   it('makes no external network requests', async () => {
-    const ctx = await browser.newContext();
+    const ctx = await site.browser.newContext();
     const external: string[] = [];
     ctx.on('request', (r) => {
-      if (!r.url().startsWith(gw.url) && !r.url().startsWith(gw.url.replace('http', 'ws')) && !r.url().startsWith('data:')) external.push(r.url());
+      if (!r.url().startsWith(site.gw.url) && !r.url().startsWith(site.gw.url.replace('http', 'ws')) && !r.url().startsWith('data:')) external.push(r.url());
     });
     try {
       await putEvent('page-ext', { rate: 1, burst: 1, state: 'paused' });
       const page = await ctx.newPage();
       await page.goto(await handoff('page-ext', 'no-external'));
       await waitText(page, 'connection', (t) => t.toLowerCase().startsWith('live'), 'live');
-      await page.goto(`${gw.url}/admin`);
+      await page.goto(`${site.gw.url}/admin`);
       await sleep(500);
       expect(external).toEqual([]);
     } finally {
@@ -305,10 +246,10 @@ describe('waiting-room page', () => {
 describe('access per event, in the page', () => {
   it('anonymous: anyone enters with the waiting token alone (no hand-over), in production', async () => {
     await putEvent('page-anon', { rate: 5, burst: 1, ready_window_sec: 60, access: 'anonymous' });
-    const ctx = await browser.newContext();
+    const ctx = await site.browser.newContext();
     try {
       const page = await ctx.newPage();
-      await page.goto(`${gw.url}/?event=page-anon`);
+      await page.goto(`${site.gw.url}/?event=page-anon`);
       await waitText(page, 'status', (t) => t === 'ready', 'ready');
       await page.getByTestId('enter').click();
       await waitText(page, 'status', (t) => t === 'admitted', 'admitted');
@@ -320,10 +261,10 @@ describe('access per event, in the page', () => {
 
   it('user: without a hand-over the page says where to sign in, and queues nobody', async () => {
     await putEvent('page-signin', { rate: 5, burst: 1, access: 'user' });
-    const ctx = await browser.newContext();
+    const ctx = await site.browser.newContext();
     try {
       const page = await ctx.newPage();
-      await page.goto(`${gw.url}/?event=page-signin`);
+      await page.goto(`${site.gw.url}/?event=page-signin`);
       await waitText(page, 'status', (t) => t === 'error', 'error');
       expect(await page.locator('#error-text').textContent()).toContain('sign in');
       await shot(page, 'user-sign-in');

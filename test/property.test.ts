@@ -327,6 +327,7 @@ class Run {
       reconnectGraceSec: 30,
       livenessMs: cfg.livenessMs,
       idempotencyTtlSec: 600, // real seconds in Redis: never lapses during a run
+      access: 'user',
     };
   }
 

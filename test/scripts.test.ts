@@ -29,6 +29,7 @@ const defaults = (o: Partial<JoinDefaults> = {}): JoinDefaults => ({
   reconnectGraceSec: 30,
   livenessMs: 60_000,
   idempotencyTtlSec: 600,
+  access: 'user',
   ...o,
 });
 
@@ -345,7 +346,7 @@ describe('after an outage', () => {
     await store.touch(ev, 'inst-1', [[b.token, 'hold', 5_000], [c.token, 'poll', 5_000]]);
     clock.now += 4_000;
     await store.touch(ev, 'inst-1', [[b.token, 'hold', 5_000], [c.token, 'poll', 5_000]]);
-    expect((await store.tick(ev, 'inst-1', opts) as { expired: unknown[] }).expired).toEqual([]);
+    expect((await store.tick(ev, 'inst-1', opts) as unknown as { expired: unknown[] }).expired).toEqual([]);
     clock.now += 11_001; // the quiet period is over
     await store.touch(ev, 'inst-1', [[b.token, 'hold', 5_000], [c.token, 'poll', 5_000]]);
     const after = await store.tick(ev, 'inst-1', opts);

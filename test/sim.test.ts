@@ -381,7 +381,7 @@ describe('payment simulator', () => {
   const createOn = (c: PaymentServiceClient, req: CreatePaymentIntentRequest, o?: CallOpts) => invoke<CreateRes>((md, opts, cb) => c.CreatePaymentIntent(req, md, opts, cb), o);
   const intentOn = (c: PaymentServiceClient, scenario: CreatePaymentIntentRequest['scenario'], extra: Partial<CreatePaymentIntentRequest> = {}) =>
     createOn(c, { reservation_id: randomUUID(), amount: { amount: 200000, currency: 'KRW' }, user_id: 'alice', method: 'PAYMENT_METHOD_CREDIT_CARD', scenario, idempotency_key: randomUUID(), ...extra });
-  const processOn = (c: PaymentServiceClient, payment_intent_id: string, action = '', idempotency_key = randomUUID(), o?: CallOpts) =>
+  const processOn = (c: PaymentServiceClient, payment_intent_id: string, action = '', idempotency_key: string = randomUUID(), o?: CallOpts) =>
     invoke<ProcessRes>((md, opts, cb) => c.ProcessPayment({ payment_intent_id, payment_details: { method: 'PAYMENT_METHOD_CREDIT_CARD', action, card_token: 'tok' }, idempotency_key }, md, opts, cb), o);
   const create = (req: CreatePaymentIntentRequest, o?: CallOpts) => createOn(ps, req, o);
   const intent = (scenario: CreatePaymentIntentRequest['scenario'], extra?: Partial<CreatePaymentIntentRequest>) => intentOn(ps, scenario, extra);

@@ -1,7 +1,21 @@
 // The waiting-room page. All the protocol work (socket, polling fallback,
 // reconnects, one place per browser) is in the client library; this file
 // only turns its state into something people can read, hear and act on.
+// Every text comes from the language catalogues (web/i18n/, through /i18n.js).
 import { WaitingRoomClient } from '/client/waiting-room.js';
+import {
+  formatDuration,
+  formatDurationRange,
+  formatNumber,
+  formatPercent,
+  formatTime,
+  initI18n,
+  onLanguageChange,
+  pickText,
+  setPlainText,
+  setText,
+  t,
+} from '/i18n.js';
 
 const EVENT_RE = /^[A-Za-z0-9_-]{1,64}$/;
 /** near the front every move is announced; further back at most every 10 s */
@@ -30,7 +44,6 @@ const HANDOFF_KEY = 'wr:access-token';
 })();
 
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
-const num = new Intl.NumberFormat();
 
 // ---------------------------------------------------------------------------
 // small helpers
@@ -53,14 +66,14 @@ function mmss(totalSec) {
 
 /** Half hours are precise enough this far out. */
 const hours = (m) => Math.round((m / 60) * 2) / 2;
-const minutes = (m) => (m < 90 ? `${m} min` : `${hours(m)} h`);
+/** "5 min" / "5분", from 90 minutes on in (half) hours: "1.5 hr" / "1.5시간" */
+const minutes = (m) => (m < 90 ? formatDuration(m, 'minute') : formatDuration(hours(m), 'hour'));
 
 /** "2 minutes", "45 seconds": for announcements, where "1:59" reads badly. */
 function spoken(sec) {
   const s = Math.max(0, Math.round(sec));
-  if (s < 60) return `${s} seconds`;
-  const m = Math.round(s / 60);
-  return m === 1 ? '1 minute' : `${m} minutes`;
+  if (s < 60) return formatDuration(s, 'second', 'long');
+  return formatDuration(Math.round(s / 60), 'minute', 'long');
 }
 
 /**
@@ -68,56 +81,41 @@ function spoken(sec) {
  * eta_low..eta_high already widen as confidence falls (docs/PROTOCOL.md, ETA fields).
  */
 function etaText(p) {
-  if (p.status === 'ready') return 'now';
+  if (p.status === 'ready') return t('eta.now');
   const lo = Math.max(0, p.eta_low);
   const hi = Math.max(p.eta_high, p.eta_sec, lo);
-  if (hi < 60) return 'less than a minute';
+  if (hi < 60) return t('eta.under_minute');
   const hiM = Math.ceil(hi / 60);
-  if (lo < 60) return `under ${minutes(hiM)}`;
+  if (lo < 60) return t('eta.under', { duration: minutes(hiM) });
   const loM = Math.floor(lo / 60);
-  if (loM === hiM) return `about ${minutes(loM)}`;
-  if (hiM < 90) return `about ${loM}–${hiM} min`;
-  if (loM < 90) return `about ${loM} min – ${hours(hiM)} h`;
+  if (loM === hiM) return t('eta.about', { duration: minutes(loM) });
+  if (hiM < 90) return t('eta.about', { duration: formatDurationRange(loM, hiM, 'minute') });
+  if (loM < 90) return t('eta.about_range', { from: minutes(loM), to: minutes(hiM) });
   const a = hours(loM);
   const b = hours(hiM);
-  return a === b ? `about ${a} h` : `about ${a}–${b} h`;
+  return t('eta.about', { duration: a === b ? formatDuration(a, 'hour') : formatDurationRange(a, b, 'hour') });
 }
 
-function confidenceNote(c) {
-  if (c < 0.3) return 'Estimate still settling: it gets firmer as the line moves.';
-  if (c < 0.7) return 'Rough estimate, based on the pace so far.';
-  return 'Based on the current pace of the line.';
+function confidenceNoteKey(c) {
+  if (c < 0.3) return 'eta.note_settling';
+  if (c < 0.7) return 'eta.note_rough';
+  return 'eta.note_pace';
 }
 
-function reasonText(reason) {
-  switch (reason) {
-    case 'ready_timeout':
-      return "It was your turn, but the time to enter ran out, so the slot went to the next person.";
-    case 'liveness':
-      return 'This page lost contact with the waiting room for too long (the tab was closed, asleep or offline).';
-    case 'unknown_token':
-      return 'The waiting room no longer knows this place: it finished some time ago.';
-    default:
-      return 'Your place in line is no longer valid.';
-  }
+const REASONS = ['ready_timeout', 'liveness', 'unknown_token'];
+const reasonKey = (reason) => `reason.${REASONS.includes(reason) ? reason : 'other'}`;
+
+const JOIN_ERRORS = ['EVENT_CLOSED', 'EVENT_NOT_FOUND', 'SIGN_IN_REQUIRED', 'UNAUTHORIZED', 'FORBIDDEN', 'INVALID_REQUEST'];
+
+/** The catalogue key and params that explain a refused join. */
+function joinError(err) {
+  if (JOIN_ERRORS.includes(err?.code)) return [`error.${err.code}`, { event: eventId }];
+  return err?.message ? ['error.with_message', { message: String(err.message) }] : ['error.other', undefined];
 }
 
-function joinErrorText(err) {
-  switch (err?.code) {
-    case 'EVENT_CLOSED':
-      return 'This sale is closed to new arrivals.';
-    case 'EVENT_NOT_FOUND':
-      return `There is no waiting room for “${eventId}”. Check the link you were given.`;
-    case 'SIGN_IN_REQUIRED':
-      return 'This waiting room is for signed-in customers. Go back to the ticket site, sign in, and follow its link to the waiting room again.';
-    case 'UNAUTHORIZED':
-    case 'FORBIDDEN':
-      return "We couldn't confirm who you are. Go back to the ticket site, sign in again, and follow its link to the waiting room.";
-    case 'INVALID_REQUEST':
-      return 'That event id is not valid.';
-    default:
-      return err?.message ? `Something went wrong: ${err.message}` : 'Something went wrong.';
-  }
+function showJoinError(err) {
+  const [key, params] = joinError(err);
+  setText($('error-text'), key, params);
 }
 
 // ---------------------------------------------------------------------------
@@ -221,6 +219,12 @@ const firstKey = `wr:${eventId}:first`;
 
 const ui = {
   view: '',
+  /** the state name the status chip shows */
+  statusName: 'idle',
+  /** the last connection state and poll interval, to render again in another language */
+  conn: { state: 'connecting', pollMs: undefined },
+  /** the operator's message: null, or text by language code */
+  notice: null,
   paused: false,
   eventState: 'open',
   everLive: false,
@@ -244,18 +248,31 @@ let event = { access: 'user', target_url: '' };
 
 const VIEWS = ['pick', 'loading', 'line', 'ready', 'admitted', 'expired', 'left', 'error'];
 
-function showView(view, statusName) {
+/** The chip: its text is the state name (tests, tooling); people see and hear data-label in their language. */
+function renderStatus() {
   const status = $('status');
-  status.textContent = statusName;
-  status.dataset.state = statusName;
+  $('status-key').textContent = ui.statusName;
+  status.dataset.state = ui.statusName;
+  status.dataset.label = t(`status.${ui.statusName}`);
+}
+
+function renderTitle() {
+  if (ui.view) document.title = `${$(`${ui.view}-h`).textContent} · ${t('page.title')}`;
+}
+
+function showView(view, statusName) {
+  ui.statusName = statusName;
+  renderStatus();
   // nothing to report before there is a place (the name stays for tooling)
-  status.classList.toggle('visually-hidden', view === 'pick' || view === 'loading');
-  document.title = `${$(`${view}-h`).textContent} · Waiting room`;
-  if (view === ui.view) return;
+  $('status').classList.toggle('visually-hidden', view === 'pick' || view === 'loading');
+  const changed = view !== ui.view;
   ui.view = view;
+  renderTitle();
+  if (!changed) return;
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== view;
   const inLine = view === 'line' || view === 'ready' || view === 'loading';
   $('connection').hidden = !inLine;
+  renderNotice();
   $('transient').hidden = true;
   if (view !== 'ready') clearInterval(ui.readyTimer);
   if (view !== 'admitted') clearInterval(ui.admittedTimer);
@@ -279,7 +296,7 @@ function render() {
   const st = client.state;
   if (st === 'idle') {
     if (ui.joinError) {
-      $('error-text').textContent = joinErrorText(ui.joinError);
+      showJoinError(ui.joinError);
       showView('error', 'error');
     } else showView('loading', 'idle');
     return;
@@ -299,7 +316,7 @@ function render() {
     return;
   }
   if (st === 'expired') {
-    $('expired-reason').textContent = reasonText(ui.expiredReason);
+    setText($('expired-reason'), reasonKey(ui.expiredReason));
     showView('expired', 'expired');
     return;
   }
@@ -308,21 +325,17 @@ function render() {
 
 function renderLine() {
   const p = client.last;
-  $('line-h').textContent = ui.paused ? (ui.eventState === 'closed' ? 'The sale is closed for now' : 'The sale is paused') : "You're in line";
+  setText($('line-h'), ui.paused ? (ui.eventState === 'closed' ? 'line.heading_closed' : 'line.heading_paused') : 'line.heading');
   const note = $('paused-note');
   note.hidden = !ui.paused;
-  note.textContent =
-    ui.eventState === 'closed'
-      ? 'Nobody is being let in at the moment. You keep your place; stay on this page in case it reopens.'
-      : 'The sale is paused; you keep your place. Stay on this page: the line moves again as soon as it resumes.';
+  setText(note, ui.eventState === 'closed' ? 'line.note_closed' : 'line.note_paused');
   if (!p) return;
-  $('position').textContent = num.format(p.position);
-  const calling = p.being_let_in > 0 ? ` (${p.being_let_in === 1 ? '1 more person ahead of you is' : `${num.format(p.being_let_in)} more people ahead of you are`} being let in now)` : '';
-  $('ahead').textContent =
-    (p.people_ahead === 0 ? 'You are next.' : p.people_ahead === 1 ? '1 person waiting ahead of you' : `${num.format(p.people_ahead)} people waiting ahead of you`) + calling;
+  setPlainText($('position'), formatNumber(p.position));
+  const ahead = p.people_ahead === 0 ? t('ahead.next') : t('ahead', { count: p.people_ahead });
+  setPlainText($('ahead'), p.being_let_in > 0 ? t('ahead.with_calling', { ahead, calling: t('ahead.calling', { count: p.being_let_in }) }) : ahead);
   const eta = etaText(p);
-  $('eta').textContent = ui.paused ? `${eta} once the sale resumes` : eta;
-  $('eta-note').textContent = ui.paused ? 'The estimate assumes the line is moving.' : confidenceNote(p.confidence);
+  setPlainText($('eta'), ui.paused ? t('eta.paused', { eta }) : eta);
+  setText($('eta-note'), ui.paused ? 'eta.note_paused' : confidenceNoteKey(p.confidence));
   renderProgress(p.position);
 }
 
@@ -340,21 +353,47 @@ function renderProgress(position) {
   const bar = $('progress');
   bar.setAttribute('aria-valuenow', String(pct));
   const moved = first - position;
-  bar.setAttribute('aria-valuetext', `${pct}%: moved up ${num.format(moved)} of ${num.format(first - 1)} places`);
+  bar.setAttribute('aria-valuetext', t('line.progress_value', { percent: formatPercent(pct / 100), moved, total: first - 1 }));
   // CSSOM, not a style attribute: allowed by the page's CSP
   $('progress-fill').style.transform = `scaleX(${Math.max(0.02, pct / 100)})`;
 }
 
 function renderConnection(state, pollMs) {
+  ui.conn = { state, pollMs };
   const el = $('connection');
   el.dataset.state = state;
   $('conn-key').textContent = `${state} `;
-  let text;
-  if (state === 'live') text = 'Live';
-  else if (state === 'connecting') text = ui.everLive ? 'Reconnecting…' : 'Connecting…';
-  else if (state === 'polling') text = `Updating every ${Math.max(1, Math.round((pollMs ?? 1000) / 1000))} s`;
-  else text = 'Offline — trying again';
-  $('conn-text').textContent = text;
+  const text = $('conn-text');
+  if (state === 'live') setText(text, 'conn.live');
+  else if (state === 'connecting') setText(text, ui.everLive ? 'conn.reconnecting' : 'conn.connecting');
+  else if (state === 'polling') setPlainText(text, t('conn.polling', { interval: formatDuration(Math.max(1, Math.round((pollMs ?? 1000) / 1000)), 'second') }));
+  else setText(text, 'conn.offline');
+}
+
+/** The operator's message in the page's language (else English, else any), on the line and ready views. */
+function renderNotice() {
+  const el = $('notice');
+  const picked = pickText(ui.notice);
+  const text = $('notice-text');
+  if (picked) {
+    text.textContent = picked.text;
+    if (picked.lang) text.lang = picked.lang;
+    else text.removeAttribute('lang');
+  }
+  el.hidden = !picked || !(ui.view === 'line' || ui.view === 'ready');
+}
+
+/** null, or text by language code; a client event may carry it as its detail. */
+function setNotice(m) {
+  const v = m instanceof Event ? /** @type {CustomEvent} */ (m).detail : m;
+  ui.notice = v && (typeof v === 'object' || typeof v === 'string') ? v : null;
+  renderNotice();
+}
+
+/** The countdown's own text is mm:ss; the rest of the line is the catalogue's (a slot in ready.countdown). */
+function renderCountdown() {
+  if (!ui.readyEndsAt) return;
+  $('countdown').textContent = mmss((ui.readyEndsAt - performance.now()) / 1000);
 }
 
 function startCountdown(expiresInSec) {
@@ -362,10 +401,10 @@ function startCountdown(expiresInSec) {
   ui.announcedThirty = expiresInSec <= 30;
   const tick = () => {
     const left = (ui.readyEndsAt - performance.now()) / 1000;
-    $('countdown').textContent = mmss(left);
+    renderCountdown();
     if (!ui.announcedThirty && left <= 30) {
       ui.announcedThirty = true;
-      announce('30 seconds left to enter.');
+      announce(t('announce.time_left', { duration: formatDuration(30, 'second', 'long') }));
     }
     if (left <= 0) clearInterval(ui.readyTimer);
   };
@@ -383,7 +422,7 @@ function renderAdmitted() {
   const box = $('token-box');
   clearInterval(ui.admittedTimer);
   if (!token) {
-    text.textContent = 'You were let in from another tab or window of this browser. Continue there.';
+    setText(text, 'admitted.other_tab');
     expiry.hidden = cont.hidden = box.hidden = true;
     return;
   }
@@ -393,17 +432,17 @@ function renderAdmitted() {
     if (!until) return;
     const left = (until.getTime() - Date.now()) / 1000;
     expiry.hidden = false;
-    expiry.textContent =
-      left > 0
-        ? `Your admission is valid until ${until.toLocaleTimeString()} (${mmss(left)} left).`
-        : `Your admission expired at ${until.toLocaleTimeString()}. You would need to join the line again.`;
+    setPlainText(
+      expiry,
+      left > 0 ? t('admitted.valid_until', { time: formatTime(until), left: mmss(left) }) : t('admitted.expired_at', { time: formatTime(until) }),
+    );
     if (left <= 0) clearInterval(ui.admittedTimer);
   };
   tick();
   ui.admittedTimer = setInterval(tick, 1000);
   const target = targetUrl(token);
   if (target) {
-    text.textContent = 'Taking you to the sale…';
+    setText(text, 'admitted.redirecting');
     cont.href = target;
     cont.hidden = false;
     box.hidden = true;
@@ -413,8 +452,7 @@ function renderAdmitted() {
       setTimeout(() => location.assign(target), 1500);
     }
   } else {
-    text.textContent =
-      'No sale page is configured for this waiting room, so you stay here. A sale page would receive the admission token below and accept it once, before it expires.';
+    setText(text, 'admitted.no_target');
     cont.hidden = true;
     box.hidden = false;
     $('admission-token').value = token;
@@ -448,7 +486,7 @@ function onPosition(p) {
   if (client.state === 'waiting' && p.position !== ui.lastAnnounced && (p.position <= NEAR_FRONT || now - ui.lastAnnounceAt >= ANNOUNCE_EVERY_MS)) {
     ui.lastAnnounced = p.position;
     ui.lastAnnounceAt = now;
-    announce(`You are number ${num.format(p.position)} in line. Estimated wait: ${etaText(p)}${ui.paused ? ', once the sale resumes' : ''}.`);
+    announce(t(ui.paused ? 'announce.position_paused' : 'announce.position', { position: p.position, eta: etaText(p) }));
   }
   render();
 }
@@ -460,15 +498,15 @@ function createClient() {
     startCountdown(e.detail.expires_in_sec);
     const enter = $('enter');
     enter.disabled = false;
-    enter.textContent = 'Enter';
+    setText(enter, 'ready.enter');
     $('enter-error').hidden = true;
     render();
-    announce(`It's your turn. You have ${spoken(e.detail.expires_in_sec)} to enter.`);
+    announce(t('announce.ready', { duration: spoken(e.detail.expires_in_sec) }));
   });
   client.addEventListener('admitted', (e) => {
     ui.admission = e.detail;
     render();
-    announce("You're through.");
+    announce(t('announce.admitted'));
   });
   client.addEventListener('expired', (e) => {
     ui.expiredReason = e.detail.reason;
@@ -479,13 +517,13 @@ function createClient() {
     ui.paused = true;
     ui.eventState = e.detail.event_state;
     render();
-    announce(e.detail.event_state === 'closed' ? 'The sale is closed for now. You keep your place.' : 'The sale is paused. You keep your place.');
+    announce(t(e.detail.event_state === 'closed' ? 'announce.closed' : 'announce.paused'));
   });
   client.addEventListener('resumed', () => {
     ui.paused = false;
     ui.eventState = 'open';
     render();
-    announce('The sale has resumed. The line is moving again.');
+    announce(t('announce.resumed'));
   });
   client.addEventListener('connection', (e) => {
     if (e.detail.state === 'live') ui.everLive = true;
@@ -493,11 +531,15 @@ function createClient() {
   });
   client.addEventListener('error', (e) => {
     // transient trouble the client is already retrying
-    const t = $('transient');
-    t.textContent =
-      e.detail.code === 'RATE_LIMITED' ? 'The waiting room is very busy; trying again in a moment…' : "We're having trouble reaching the waiting room; trying again…";
-    t.hidden = false;
+    const box = $('transient');
+    setText(box, e.detail.code === 'RATE_LIMITED' ? 'transient.RATE_LIMITED' : 'transient.other');
+    box.hidden = false;
   });
+  // The operator's message: the client's 'notice' event (detail: null or text by
+  // language) is the word from then on; a client library without messages
+  // simply never sends it, and the page keeps what GET /api/v1/events/<id> said.
+  client.addEventListener('notice', setNotice);
+  if (typeof client.notice !== 'undefined' && client.notice !== null) setNotice(client.notice);
 }
 
 async function start() {
@@ -530,22 +572,20 @@ function wireControls() {
   const enter = $('enter');
   enter.addEventListener('click', async () => {
     enter.disabled = true;
-    enter.textContent = 'Entering…';
+    setText(enter, 'ready.entering');
     $('enter-error').hidden = true;
     try {
       await client.enter(); // 'admitted' renders the next view
     } catch (err) {
       if (client.state !== 'ready') return; // expired or admitted meanwhile: that view says what happened
       const msg = $('enter-error');
-      msg.textContent =
-        err?.code === 'NOT_READY'
-          ? "It's not quite your turn yet. Stay on this page."
-          : err?.code === 'NETWORK'
-            ? "We couldn't reach the waiting room. Check your connection and press Enter again."
-            : `Entering failed: ${err?.message ?? 'unknown error'}. Please try again.`;
+      if (err?.code === 'NOT_READY') setText(msg, 'ready.not_ready');
+      else if (err?.code === 'NETWORK') setText(msg, 'ready.network');
+      else if (err?.message) setText(msg, 'ready.failed', { message: String(err.message) });
+      else setPlainText(msg, t('ready.failed', { message: t('ready.unknown_error') }));
       msg.hidden = false;
       enter.disabled = false;
-      enter.textContent = 'Enter';
+      setText(enter, 'ready.enter');
     }
   });
 
@@ -567,9 +607,9 @@ function wireControls() {
     try {
       await client.leave();
     } catch {
-      const t = $('transient');
-      t.textContent = "We couldn't reach the waiting room to give up your place. Please try again.";
-      t.hidden = false;
+      const box = $('transient');
+      setText(box, 'line.leave_failed');
+      box.hidden = false;
     }
   });
 
@@ -580,18 +620,32 @@ function wireControls() {
     const area = /** @type {HTMLTextAreaElement} */ ($('admission-token'));
     try {
       await navigator.clipboard.writeText(area.value);
-      $('copy').textContent = 'Copied';
+      setText($('copy'), 'admitted.copied');
     } catch {
       area.select(); // clipboard refused (insecure context): let people copy it themselves
     }
   });
 }
 
+/** After a language switch: the static text is translated already; render what code composed. */
+function relanguage() {
+  renderStatus();
+  if (client) {
+    renderConnection(ui.conn.state, ui.conn.pollMs);
+    render();
+  }
+  renderCountdown();
+  renderNotice();
+  renderTitle();
+}
+
 async function main() {
+  await initI18n();
+  onLanguageChange(relanguage);
   if (!eventId || !EVENT_RE.test(eventId)) {
     if (eventId) {
       const e = $('pick-error');
-      e.textContent = 'That event id is not valid: use letters, digits, _ and - only.';
+      setText(e, 'pick.invalid');
       e.hidden = false;
       /** @type {HTMLInputElement} */ ($('event-id')).value = eventId.slice(0, 64);
     }
@@ -605,6 +659,8 @@ async function main() {
   $('connection').hidden = false;
   config = await pageConfig();
   event = { ...event, ...((await eventInfo()) ?? {}) };
+  // the operator's message as the event has it, until the client brings its own
+  if (event.message !== undefined) setNotice(event.message);
   createClient();
   wireControls();
   // An event whose places belong to users needs one to enter: without a hand-over
@@ -612,7 +668,7 @@ async function main() {
   // queueing someone who could never get in.
   if (event.access === 'user' && !(await userToken())) {
     ui.joinError = { code: 'SIGN_IN_REQUIRED' };
-    $('error-text').textContent = joinErrorText(ui.joinError);
+    showJoinError(ui.joinError);
     showView('error', 'error');
     return;
   }

@@ -469,7 +469,7 @@ export class HttpEdge {
       if (c.params && !c.params(params)) throw this.invalid(c.params, r, 'path');
       if (c.query && !c.query(query ?? {})) throw this.invalid(c.query, r, 'query');
       if (c.body) {
-        body = this.parseBody(x.req, raw, r.bodyOptional ?? false);
+        body = r.form ? this.parseForm(x.req, raw) : this.parseBody(x.req, raw, r.bodyOptional ?? false);
         if (r.missing && body && typeof body === 'object') {
           // the contract's MISSING_* codes cover null and '' too
           for (const k in r.missing) {
@@ -523,6 +523,13 @@ export class HttpEdge {
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new AppError('INVALID_REQUEST', 'body must be a JSON object');
     return v;
+  }
+
+  /** An HTML form post (the no-JavaScript page): fields as strings, the last of a repeated name wins. */
+  private parseForm(req: HttpRequest, raw: Buffer | undefined): Record<string, string> {
+    const ct = req.headers['content-type'];
+    if (ct && !/^application\/x-www-form-urlencoded\b/i.test(ct)) throw new AppError('UNSUPPORTED_MEDIA_TYPE', 'send application/x-www-form-urlencoded');
+    return Object.fromEntries(new URLSearchParams(raw ? raw.toString('utf8') : ''));
   }
 
   /** The first schema violation as the contract's error: a property the route names gets its own code. */

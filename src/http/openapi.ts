@@ -158,7 +158,7 @@ function operationObject(r: AnyRoute): Json {
     tags: [...r.tags],
     security: SECURITY[r.auth ?? 'none'] ?? [],
     parameters,
-    ...(r.body ? { requestBody: { required: !r.bodyOptional, content: json(ref(r.body)) } } : {}),
+    ...(r.body ? { requestBody: { required: !r.bodyOptional, content: r.form ? { 'application/x-www-form-urlencoded': { schema: ref(r.body) } } : json(ref(r.body)) } } : {}),
     responses,
     ...(r.openapi ?? {}),
   };

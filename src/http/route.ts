@@ -87,6 +87,8 @@ export interface Route<B extends TSchema = TSchema, Q extends TObject = TObject,
   readonly body?: B;
   /** the body may be absent or empty (then `{}`) */
   readonly bodyOptional?: boolean;
+  /** the body is an HTML form (application/x-www-form-urlencoded), read as an object of strings, then validated by `body` */
+  readonly form?: boolean;
   /** a required property that is absent, null or '' answers this code instead of INVALID_REQUEST (the contract's MISSING_*) */
   readonly missing?: Readonly<Record<string, ErrorCode>>;
   /** a property whose value violates its schema answers this code instead of INVALID_REQUEST (e.g. INVALID_AMOUNT) */

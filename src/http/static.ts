@@ -32,7 +32,7 @@ interface Asset {
   etag: string;
 }
 
-function projectRoot(): string {
+export function projectRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'lua'))) return dir;

@@ -456,6 +456,7 @@ class SimUser {
   onReady(): void {
     if (this.readySeen || this.gaveUp) return;
     this.readySeen = true;
+    this.note('ready seen');
     void this.enter();
   }
 
@@ -472,6 +473,7 @@ class SimUser {
         break;
       }
       const code = errCode(r.json);
+      this.note(`enter ${r.status} ${code}`);
       if (code === 'TOKEN_EXPIRED' || code === 'TOKEN_NOT_FOUND') break;
       if (code === 'ALREADY_ADMITTED') {
         sh.anomalies.push(`user ${this.i}: admitted, but its admission expired before the user got it`);
@@ -850,7 +852,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       }
       entitled++;
       if (state === 'x') {
-        if (rec.why === 'ready_timeout') readyWindowsMissed++;
+        if (rec.why === 'ready_timeout') {
+          // not a lost place (the user did not enter in time), but say why: it should be the client's doing
+          readyWindowsMissed++;
+          sh.anomalies.push(`user ${u.i} (${u.kind}) missed its ready window; ready seen ${u.readySeen}; events ${u.events.join(' | ')}`);
+        }
         else {
           placesLost++;
           violations.push(

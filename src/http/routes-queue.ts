@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { newWaitingToken, tokenEvent } from '../queue/token.js';
 import { estimate } from '../queue/eta.js';
-import type { JoinDefaults, QueueStore, StatusSnapshot } from '../queue/store.js';
+import type { JoinDefaults, Notice, QueueStore, StatusSnapshot } from '../queue/store.js';
 import type { EventRegistry } from '../queue/registry.js';
 import type { AdmissionTokenIssuer } from '../auth/admission-token.js';
 import type { Realtime } from '../realtime/realtime.js';
@@ -39,8 +39,19 @@ type QueueStatus = Static<typeof S.QueueStatus>;
  * this instance's memory; serialised by the route's compiled serialiser
  * (fast-json-stringify from S.QueueStatus).
  */
-function place(eventId: string, eventState: QueueStatus['event_state'], status: 'waiting' | 'ready', waitingTime: number, e: Estimate, readyDeadlineMs: number, nowMs: number): QueueStatus {
+/** `message`: the operator's message as this instance knows it (undefined: it does not know yet, the field is left out) */
+function place(
+  eventId: string,
+  eventState: QueueStatus['event_state'],
+  status: 'waiting' | 'ready',
+  waitingTime: number,
+  e: Estimate,
+  readyDeadlineMs: number,
+  nowMs: number,
+  message: Notice | null | undefined,
+): QueueStatus {
   const ready = status === 'ready';
+  // one object literal of one shape per answer (a status poll is the hot path: no spread copies)
   return {
     event_id: eventId,
     event_state: eventState,
@@ -56,13 +67,14 @@ function place(eventId: string, eventState: QueueStatus['event_state'], status: 
     ready_for_entry: ready,
     ...(ready ? { ready_deadline: new Date(readyDeadlineMs).toISOString(), ready_expires_in_sec: Math.max(0, Math.floor((readyDeadlineMs - nowMs) / 1000)) } : {}),
     poll_after_ms: e.pollAfterMs,
+    message,
   };
 }
 
-export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number): QueueStatus {
+export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number, message?: Notice | null): QueueStatus {
   const waitingTime = Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000));
   if (s.state === 'waiting' || s.state === 'ready') {
-    return place(s.eventId, s.eventState, s.state, waitingTime, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs);
+    return place(s.eventId, s.eventState, s.state, waitingTime, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs, message);
   }
   // admitted: the user is through; position and ETA are final.
   return {
@@ -85,8 +97,7 @@ export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: num
 /** The same body, from this instance's memory (exact as of the last tick message). */
 function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): QueueStatus {
   const now = room.redisNow();
-  const body = place(room.eventId, room.eventState, u.state, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), e, u.readyDeadlineMs, now);
-  return room.noticeMs >= 0 ? { ...body, message: room.notice } : body;
+  return place(room.eventId, room.eventState, u.state, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), e, u.readyDeadlineMs, now, room.noticeMs >= 0 ? room.notice : undefined);
 }
 
 export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
@@ -130,8 +141,7 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
     }
     op('status', 'ok');
     // the operator's message as this instance last pushed it (a poller not yet attached here gets it from the next poll)
-    const body = statusBody(s, q.tickMs, livenessMs);
-    return { status: 200, body: roomBefore && roomBefore.noticeMs >= 0 ? { ...body, message: roomBefore.notice } : body };
+    return { status: 200, body: statusBody(s, q.tickMs, livenessMs, roomBefore && roomBefore.noticeMs >= 0 ? roomBefore.notice : undefined) };
   };
 
   return [

@@ -206,6 +206,17 @@ interface Shared {
 
 const isTerminal = (code: number): boolean => code >= 4000 && code <= 4999 && !(code >= 4100 && code <= 4199);
 
+/** The drill stops by itself: a setup step that does not answer fails the run instead of hanging it. */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
 async function send(sh: Shared, method: string, url: string, body: unknown, headers: Record<string, string>): Promise<{ status: number; json: Record<string, unknown> }> {
   try {
     const r = await fetch(url, {
@@ -599,7 +610,9 @@ async function startRedises(cluster: boolean): Promise<Redises> {
   }
   const cl = await startCluster();
   const client = cl.client();
-  const subscriber = cl.client();
+  // SSUBSCRIBE must reach the shard that owns the channel: ioredis routes it only with shardedSubscribers
+  // (without, it went to whichever node the connection picked, and a run hung there waiting)
+  const subscriber = cl.client({ shardedSubscribers: true });
   return {
     address: cl.seeds,
     client,
@@ -695,10 +708,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       }
     };
     if (o.cluster) {
-      await (redis.subscriber as Cluster).ssubscribe(k.channel);
+      await withTimeout((redis.subscriber as Cluster).ssubscribe(k.channel), 15_000, 'SSUBSCRIBE to the tick channel');
       (redis.subscriber as Cluster).on('smessageBuffer', onTick);
     } else {
-      await (redis.subscriber as Redis).subscribe(k.channel);
+      await withTimeout((redis.subscriber as Redis).subscribe(k.channel), 15_000, 'SUBSCRIBE to the tick channel');
       (redis.subscriber as Redis).on('messageBuffer', onTick);
     }
 

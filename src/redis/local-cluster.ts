@@ -2,7 +2,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions } from 'ioredis';
 import { freePort } from './embedded.js';
 import { defineScripts } from './connect.js';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -21,7 +21,8 @@ export interface LocalCluster {
   nodes: LocalNode[];
   /** "127.0.0.1:p1,127.0.0.1:p2,..." for REDIS_ADDRESS */
   seeds: string;
-  client(): Cluster;
+  /** a client of the cluster; `options` for a subscriber (shardedSubscribers) and the like */
+  client(options?: ClusterOptions): Cluster;
   /** the node currently primary for a key */
   primaryFor(key: string): Promise<LocalNode>;
   kill(node: LocalNode, signal?: NodeJS.Signals): Promise<void>;
@@ -114,8 +115,8 @@ export async function startCluster(): Promise<LocalCluster> {
   return {
     nodes,
     seeds,
-    client() {
-      const c = new Cluster(nodes.filter(alive).map((n) => ({ host: '127.0.0.1', port: n.port })), { scaleReads: 'master', redisOptions: { maxRetriesPerRequest: 3 } });
+    client(options?: ClusterOptions) {
+      const c = new Cluster(nodes.filter(alive).map((n) => ({ host: '127.0.0.1', port: n.port })), { scaleReads: 'master', redisOptions: { maxRetriesPerRequest: 3 }, ...options });
       defineScripts(c);
       return c;
     },

@@ -35,7 +35,7 @@ import { startCluster, type LocalCluster, type LocalNode } from '../src/redis/lo
 import { startReservationSim, type RunningReservationSim } from '../src/sim/reservation-sim.js';
 import { startPaymentSim } from '../src/sim/payment-sim.js';
 import type { RunningSim } from '../src/sim/common.js';
-import { eventKeys, userKey } from '../src/queue/keys.js';
+import { eventKeys, userKey } from '../src/redis/keys.js';
 import { installCleanup, loadavg, root, sleep, stopChild, track } from './lib.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 

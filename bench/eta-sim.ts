@@ -9,8 +9,8 @@
 // actually had from that moment on.
 import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
-import { eventKeys } from '../src/queue/keys.js';
-import type { TickMessage } from '../src/queue/broker.js';
+import { eventKeys } from '../src/redis/keys.js';
+import { decodeTick } from '../src/queue/broker.js';
 import { Client, PREFIX, pct, pool, putEvent, round, sleep, startGateway } from './lib.js';
 
 export interface EtaOptions {
@@ -103,13 +103,13 @@ export async function runEta(o: EtaOptions): Promise<Record<string, unknown>> {
       } else counts.enter_fail++;
     };
     sub.on('messageBuffer', (_c: Buffer, data: Buffer) => {
-      const m = unpack(data) as TickMessage;
-      for (const [seq] of m.p) {
-        promotedSeq.set(seq, m.t);
+      const m = decodeTick(data);
+      for (const { seq } of m.promoted) {
+        promotedSeq.set(seq, m.redisTimeMs);
         promoted++;
         const u = bySeq.get(seq);
         if (!u || u.promotedAt) continue;
-        u.promotedAt = m.t;
+        u.promotedAt = m.redisTimeMs;
         void enter(u);
       }
       if (!rateChanged && promoted >= o.changeAt * o.users) {

@@ -18,7 +18,7 @@ import autocannon, { type Result } from 'autocannon';
 import { Redis, Cluster } from 'ioredis';
 import { startEmbeddedRedis } from '../src/redis/embedded.js';
 import { startCluster, type LocalCluster } from '../src/redis/local-cluster.js';
-import { eventKeys } from '../src/queue/keys.js';
+import { eventKeys } from '../src/redis/keys.js';
 import { runEta } from './eta-sim.js';
 import { runMulti } from './ws-storm.js';
 import { wrkShot, type WrkShot } from './wrk.js';

@@ -15,8 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
 import { freePort, startEmbeddedRedis } from '../src/redis/embedded.js';
-import { eventKeys } from '../src/queue/keys.js';
-import type { TickMessage } from '../src/queue/broker.js';
+import { eventKeys } from '../src/redis/keys.js';
+import { decodeTick } from '../src/queue/broker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -104,8 +104,8 @@ async function main(): Promise<void> {
   const channel = eventKeys(PREFIX, EVENT).channel;
   const tickTimes: number[] = [];
   sub.on('messageBuffer', (_c: Buffer, data: Buffer) => {
-    const m = unpack(data) as TickMessage;
-    if (m.o.length > 0) tickTimes.push(m.t);
+    const m = decodeTick(data);
+    if (m.exits.length > 0) tickTimes.push(m.redisTimeMs);
   });
   await sub.subscribe(channel);
   const lastMs: number[] = [];

@@ -12,8 +12,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { unpack } from 'msgpackr';
-import { eventKeys } from '../src/queue/keys.js';
-import type { TickMessage } from '../src/queue/broker.js';
+import { eventKeys } from '../src/redis/keys.js';
+import { decodeTick } from '../src/queue/broker.js';
 import { Client, PREFIX, here, pct, pool, putEvent, round, rssKb, sleep, sourceAddress, startGateway, stopChild, track, type Proc } from './lib.js';
 
 export interface MultiOptions {
@@ -90,8 +90,8 @@ export async function runMulti(o: MultiOptions): Promise<Record<string, unknown>
     const channel = eventKeys(PREFIX, EVENT).channel;
     const tickTimes: number[] = [];
     sub.on('messageBuffer', (_c: Buffer, data: Buffer) => {
-      const m = unpack(data) as TickMessage;
-      if (m.o.length > 0) tickTimes.push(m.t);
+      const m = decodeTick(data);
+      if (m.exits.length > 0) tickTimes.push(m.redisTimeMs);
     });
     await sub.subscribe(channel);
     const all: number[] = [];

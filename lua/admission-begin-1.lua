@@ -17,12 +17,14 @@
   Record fields: state (inflight | unknown | done | free), fp, owner, until,
   n (attempt number), body (the stored 201 body when done).
 
-  Returns {0, n} claimed: call the backend as attempt n;
-          {1, n} resumed: attempt n had an unknown outcome, call again as n;
-          {2} an attempt with this token is in flight;
-          {3, body} done: replay the reservation;
-          {4} the token was used for a different request.
+  Returns (status codes: lua/status-codes.json)
+          {CLAIMED, n} call the backend as attempt n;
+          {RESUMED, n} attempt n had an unknown outcome, call again as n;
+          {IN_FLIGHT} an attempt with this token is in flight;
+          {DONE, body} replay the reservation;
+          {CONFLICT} the token was used for a different request.
 ]]
+--- @include "includes/status"
 --- @include "includes/now"
 
 local now = nowMs(ARGV[2])
@@ -32,16 +34,16 @@ if not state or state == 'free' then
   local n = tonumber(r[4] or '0')
   redis.call('HSET', KEYS[1], 'state', 'inflight', 'fp', ARGV[3], 'owner', ARGV[4], 'until', now + tonumber(ARGV[5]), 'n', n)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[6]))
-  return {0, n}
+  return {S.CLAIMED, n}
 end
 if r[2] ~= ARGV[3] then
-  return {4}
+  return {S.CONFLICT}
 end
 if state == 'done' then
-  return {3, r[5]}
+  return {S.DONE, r[5]}
 end
 if state == 'inflight' and tonumber(r[3]) > now then
-  return {2}
+  return {S.IN_FLIGHT}
 end
 redis.call('HSET', KEYS[1], 'state', 'inflight', 'owner', ARGV[4], 'until', now + tonumber(ARGV[5]))
-return {1, tonumber(r[4] or '0')}
+return {S.RESUMED, tonumber(r[4] or '0')}

@@ -8,9 +8,11 @@
   KEYS[1] the token's ledger record, base .. "rt:" .. jti
   ARGV[1] base   ARGV[2] now override   ARGV[3] record TTL ms (past the token's expiry)
 
-  Returns {1} redeemed now; {2, redeemedAtMs} redeemed before;
-          {3, state} spent on a reservation through the gateway.
+  Returns (status codes: lua/status-codes.json)
+          {REDEEMED} redeemed now; {ALREADY_REDEEMED, redeemedAtMs} redeemed before;
+          {SPENT, state} spent on a reservation through the gateway.
 ]]
+--- @include "includes/status"
 --- @include "includes/now"
 
 local now = nowMs(ARGV[2])
@@ -19,9 +21,9 @@ local state = rec[1]
 if not state or state == 'free' then
   redis.call('HSET', KEYS[1], 'state', 'redeemed', 'fp', 'redeemed', 'at', now)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-  return {1}
+  return {S.REDEEMED}
 end
 if state == 'redeemed' then
-  return {2, rec[2] or '0'}
+  return {S.ALREADY_REDEEMED, rec[2] or '0'}
 end
-return {3, state}
+return {S.SPENT, state}

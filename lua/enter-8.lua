@@ -14,14 +14,16 @@
           access is "anonymous" is entered with the waiting token alone (the
           caller's user, if any, is not taken)
 
-  Returns {1, readyAtMs, admittedMs, joinedMs, boundUser} admitted now;
-          {7} the place belongs to another user;
-          {8, otherToken} the user already holds another place in this event;
-          {9} a verified user is required to enter this event;
-          {2} unknown token; {3, rank} still waiting (not ready);
-          {4, admittedMs, joinedMs, boundUser} already admitted (the gateway gives the
-          same admission again); {5, state, reason} expired or left.
+  Returns (status codes: lua/status-codes.json)
+          {ADMITTED, readyAtMs, admittedMs, joinedMs, boundUser} admitted now;
+          {NOT_OWNER} the place belongs to another user;
+          {HOLDS_OTHER_PLACE, otherToken} the user already holds another place in this event;
+          {USER_REQUIRED} a verified user is required to enter this event;
+          {TOKEN_NOT_FOUND}; {NOT_READY, rank} still waiting;
+          {ALREADY_ADMITTED, admittedMs, joinedMs, boundUser} (the gateway gives the
+          same admission again); {FINISHED, state, reason} expired or left.
 ]]
+--- @include "includes/status"
 --- @include "includes/now"
 --- @include "includes/finish"
 
@@ -33,32 +35,32 @@ local K = {q = KEYS[2], ready = KEYS[3], live = KEYS[4], stats = KEYS[5], fin = 
 local rec = redis.call('HMGET', KEYS[1], 's', 'dl', 'rd', 'ad', 'why', 'j', 'u')
 local s = rec[1]
 if not s then
-  return {2}
+  return {S.TOKEN_NOT_FOUND}
 end
 local caller = ARGV[4]
 local access = redis.call('HGET', base .. 'cfg', 'access') or 'user'
 if access == 'anonymous' then
   caller = ''
 elseif ARGV[5] == '1' and caller == '' then
-  return {9}
+  return {S.USER_REQUIRED}
 end
 if rec[7] and rec[7] ~= '' and caller ~= '' and rec[7] ~= caller then
-  return {7}
+  return {S.NOT_OWNER}
 end
 if s == 'w' then
-  return {3, (redis.call('ZRANK', K.q, tok) or -1) + 1}
+  return {S.NOT_READY, (redis.call('ZRANK', K.q, tok) or -1) + 1}
 end
 if s == 'a' then
-  return {4, rec[4] or '0', rec[6] or '0', rec[7] or ''}
+  return {S.ALREADY_ADMITTED, rec[4] or '0', rec[6] or '0', rec[7] or ''}
 end
 if s ~= 'r' then
-  return {5, s, rec[5] or ''}
+  return {S.FINISHED, s, rec[5] or ''}
 end
 if tonumber(rec[2]) < now then
   -- The window passed before the tick noticed: expire here so the answer and
   -- the stored state agree.
   finishUser(K, base, tok, 'x', 'ready_timeout', now, false)
-  return {5, 'x', 'ready_timeout'}
+  return {S.FINISHED, 'x', 'ready_timeout'}
 end
 if caller ~= '' and (not rec[7] or rec[7] == '') then
   local ukey = base .. 'uid:' .. caller
@@ -66,7 +68,7 @@ if caller ~= '' and (not rec[7] or rec[7] == '') then
   if other and other ~= tok then
     local os = redis.call('HGET', base .. 'u:' .. other, 's')
     if os == 'w' or os == 'r' or os == 'a' then
-      return {8, other}
+      return {S.HOLDS_OTHER_PLACE, other}
     end
   end
   redis.call('SET', ukey, tok)
@@ -75,4 +77,4 @@ if caller ~= '' and (not rec[7] or rec[7] == '') then
 end
 finishUser(K, base, tok, 'a', 'entered', now, false)
 redis.call('HSET', KEYS[1], 'ad', now)
-return {1, rec[3] or '0', now, rec[6] or '0', rec[7] or ''}
+return {S.ADMITTED, rec[3] or '0', now, rec[6] or '0', rec[7] or ''}

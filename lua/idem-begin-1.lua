@@ -8,21 +8,23 @@
   ARGV[2] owner (random per request: only the claimer may complete the record)
   ARGV[3] in-flight TTL ms (a crashed request frees the key after this)
 
-  Returns {0} claimed: run the request;
-          {1} conflict: same key, different request;
-          {2} in flight: the first request has not finished;
-          {3, status, body, headersJson} done: replay.
+  Returns (status codes: lua/status-codes.json)
+          {CLAIMED} run the request;
+          {CONFLICT} same key, different request;
+          {IN_FLIGHT} the first request has not finished;
+          {DONE, status, body, headersJson} replay.
 ]]
+--- @include "includes/status"
 local rec = redis.call('HMGET', KEYS[1], 'fp', 'state', 'status', 'body', 'headers')
 if not rec[1] then
   redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'state', 'inflight', 'owner', ARGV[2])
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-  return {0}
+  return {S.CLAIMED}
 end
 if rec[1] ~= ARGV[1] then
-  return {1}
+  return {S.CONFLICT}
 end
 if rec[2] ~= 'done' then
-  return {2}
+  return {S.IN_FLIGHT}
 end
-return {3, rec[3], rec[4], rec[5] or '{}'}
+return {S.DONE, rec[3], rec[4], rec[5] or '{}'}

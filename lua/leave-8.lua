@@ -6,9 +6,11 @@
 
   ARGV[1] base   ARGV[2] now override   ARGV[3] token
 
-  Returns {1} left (now or before); {2} unknown token;
-          {6, state} cannot leave: already admitted or expired.
+  Returns (status codes: lua/status-codes.json)
+          {LEFT} left (now or before); {TOKEN_NOT_FOUND};
+          {FINISHED, state} cannot leave: already admitted or expired.
 ]]
+--- @include "includes/status"
 --- @include "includes/now"
 --- @include "includes/finish"
 
@@ -19,13 +21,13 @@ local K = {q = KEYS[2], ready = KEYS[3], live = KEYS[4], stats = KEYS[5], fin = 
 
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then
-  return {2}
+  return {S.TOKEN_NOT_FOUND}
 end
 if s == 'l' then
-  return {1}
+  return {S.LEFT}
 end
 if s == 'w' or s == 'r' then
   finishUser(K, base, tok, 'l', 'left', now, s == 'w')
-  return {1}
+  return {S.LEFT}
 end
-return {6, s}
+return {S.FINISHED, s}

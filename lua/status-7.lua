@@ -16,8 +16,8 @@
   ARGV[5] who claims (includes/liveness.lua): "" a poll (only ever later),
           else the id of the instance a socket just attached to
 
-  Returns {0} unknown token, or
-  {1, state, rank(-1 if not in line), readyCount, joinedMs, readyDeadlineMs,
+  Returns (status codes: lua/status-codes.json) {TOKEN_NOT_FOUND}, or
+  {FOUND, state, rank(-1 if not in line), readyCount, joinedMs, readyDeadlineMs,
    finishedMs, reason, eventState, now, etaFields...}
   where etaFields = rate, rw, share, conf, spread, tokens (strings; Lua numbers
   would be truncated to integers on the way out), followed by
@@ -25,6 +25,7 @@
   of that exit, so an instance can keep it exact from tick messages) and the
   event's reconnect grace in seconds.
 ]]
+--- @include "includes/status"
 --- @include "includes/now"
 --- @include "includes/liveness"
 
@@ -33,7 +34,7 @@ local tok = ARGV[3]
 local rec = redis.call('HMGET', KEYS[1], 's', 'j', 'dl', 'f', 'why', 'q')
 local s = rec[1]
 if not s then
-  return {0}
+  return {S.TOKEN_NOT_FOUND}
 end
 local rank = -1
 if s == 'w' or s == 'r' then
@@ -45,6 +46,6 @@ if s == 'w' or s == 'r' then
 end
 local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate', 'reconnect_grace_sec')
 local e = redis.call('HMGET', KEYS[6], 'rw', 'share', 'conf', 'spread', 'tokens')
-return {1, s, rank, redis.call('ZCARD', KEYS[3]), rec[2] or '0', rec[3] or '0', rec[4] or '0', rec[5] or '',
+return {S.FOUND, s, rank, redis.call('ZCARD', KEYS[3]), rec[2] or '0', rec[3] or '0', rec[4] or '0', rec[5] or '',
   cfg[1] or 'closed', now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '',
   rec[6] or '0', redis.call('HGET', KEYS[7], 'xseq') or '0', cfg[3] or '30'}

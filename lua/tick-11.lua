@@ -23,26 +23,28 @@
   waiting part, record outflow history, recompute the ETA parameters, drain
   the exit log. Everything is bounded by the ARGV limits, never by line length.
 
-  Returns {-1} not the lease holder; {-2} event has no configuration; else
-  {1, state, qlen, readyCount, tokens, promoted{tok,seq,deadline,...},
+  Returns (status codes: lua/status-codes.json) {NOT_LEASE_HOLDER};
+  {EVENT_NOT_FOUND} the event has no configuration; else
+  {TICKED, state, qlen, readyCount, tokens, promoted{tok,seq,deadline,...},
    expired{tok,reason,...}, exits{"xseq:seq:reason",...}, eta{rate,rw,r1,r5,r15,share,conf,spread},
    now, xseq, reconnectGraceSec, noticeMs}
   (noticeMs: when the operator's message last changed, 0 = never; instances
   that see a new value fetch the message and push it to their sockets)
 ]]
+--- @include "includes/status"
 --- @include "includes/now"
 --- @include "includes/finish"
 
 local base = ARGV[1]
 local now = nowMs(ARGV[2])
 if redis.call('GET', KEYS[11]) ~= ARGV[3] then
-  return {-1}
+  return {S.NOT_LEASE_HOLDER}
 end
 redis.call('PEXPIRE', KEYS[11], tonumber(ARGV[4]))
 
 local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state', 'reconnect_grace_sec', 'notice_ms')
 if not cfg[1] then
-  return {-2}
+  return {S.EVENT_NOT_FOUND}
 end
 local rate, burst, window, state = tonumber(cfg[1]), tonumber(cfg[2]), tonumber(cfg[3]) * 1000, cfg[4]
 local maxPromote, maxSweep, maxExits = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -180,5 +182,5 @@ if #exits > 0 then
   redis.call('LTRIM', K.exits, #exits, -1)
 end
 
-return {1, state, redis.call('ZCARD', K.q), readyCount, tostring(tokens), promoted, expired, exits, etaOut, now,
+return {S.TICKED, state, redis.call('ZCARD', K.q), readyCount, tostring(tokens), promoted, expired, exits, etaOut, now,
   redis.call('HGET', K.stats, 'xseq') or '0', cfg[5] or '30', cfg[6] or '0'}

@@ -2,10 +2,11 @@
 //  - checks the Node.js version (the native uWebSockets.js binary needs Node 20),
 //  - installs npm dependencies when node_modules is missing or older than the lockfile,
 //  - builds (Lua bundle, build info, TypeScript),
-//  - with --test: installs redis-server through apt-get when it is missing and we may;
-//    with --bench: wrk too.
-// `npm start` does not install system packages: without REDIS_ADDRESS it needs
-// redis-server, which README lists as a prerequisite; it says so clearly instead.
+//  - installs redis-server through apt-get when it is missing and we may (root
+//    with apt-get): `npm test` always needs it, `npm start` when no
+//    REDIS_ADDRESS is given (it starts a throwaway one); otherwise it says
+//    what to install;
+//  - with --test: chromium too; with --bench: wrk.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -38,14 +39,17 @@ if (!process.env.REDIS_ADDRESS || forTest) {
   const bin = process.env.REDIS_SERVER_BIN || 'redis-server';
   if (!has(bin)) {
     const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
-    if (forTest && root_ && has('apt-get')) {
+    if (bin === 'redis-server' && root_ && has('apt-get')) {
+      say('redis-server not found: installing it with apt-get (set REDIS_ADDRESS to use a Redis of your own instead)');
       run('apt-get', ['update', '-qq']);
       run('apt-get', ['install', '-y', '-qq', 'redis-server']);
     } else {
       say(
         forTest
           ? 'redis-server is required by the tests (they start their own on free ports). Install it: sudo apt-get install -y redis-server'
-          : 'redis-server not found. Install it (sudo apt-get install -y redis-server) or set REDIS_ADDRESS=host:port of a Redis 7.',
+          : bin !== 'redis-server'
+            ? `REDIS_SERVER_BIN=${bin} not found. Point it at a redis-server binary, or set REDIS_ADDRESS=host:port of a Redis 7.`
+            : 'redis-server not found and this user cannot install it. Install it (sudo apt-get install -y redis-server, or brew install redis) or set REDIS_ADDRESS=host:port of a Redis 7.',
       );
       process.exit(1);
     }

@@ -3,20 +3,41 @@
 // key count from the file name, and names each command with the script
 // protocol version so two gateway versions never share a command name with
 // different semantics during a rollout. Run by `npm run build`; never edit the output.
+//
+// lua/status-codes.json is the one table of status codes: it becomes the
+// include `includes/status` (`local S = { JOINED = 1, ... }`, so scripts
+// return `{S.JOINED, ...}`) and ScriptStatus in the TypeScript output.
 import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 
-const SCRIPT_PROTOCOL_VERSION = 3;
+const SCRIPT_PROTOCOL_VERSION = 4;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const luaDir = join(root, 'lua');
 const outDir = join(root, 'src', 'generated');
+
+const { codes } = JSON.parse(readFileSync(join(luaDir, 'status-codes.json'), 'utf8'));
+{
+  const names = new Set();
+  const numbers = new Set();
+  for (const [name, n] of codes) {
+    if (!/^[A-Z][A-Z_]*$/.test(name) || !Number.isInteger(n) || names.has(name) || numbers.has(n)) throw new Error(`lua/status-codes.json: bad or repeated entry ${name} ${n}`);
+    names.add(name);
+    numbers.add(n);
+  }
+}
+const generatedIncludes = {
+  'includes/status':
+    `-- GENERATED from lua/status-codes.json by scripts/build-lua.mjs: status codes, one meaning per number across all scripts\n` +
+    `local S = {${codes.map(([name, n]) => `${name} = ${n}`).join(', ')}}\n`,
+};
 
 function resolveIncludes(source, seen, from) {
   return source.replace(/^--- @include "([^"]+)"\s*$/gm, (_m, name) => {
     if (seen.has(name)) return '';
     seen.add(name);
+    if (generatedIncludes[name]) return generatedIncludes[name];
     const file = join(luaDir, `${name}.lua`);
     let text;
     try {
@@ -37,6 +58,10 @@ for (const file of readdirSync(luaDir).sort()) {
   }
   const [, command, keys] = m;
   const lua = resolveIncludes(readFileSync(join(luaDir, file), 'utf8'), new Set(), file);
+  // a misspelt status is nil in Lua and would truncate the reply: refuse it here
+  for (const [, name] of lua.matchAll(/\bS\.([A-Za-z_]+)/g)) {
+    if (!codes.some(([n]) => n === name)) throw new Error(`lua/${file}: S.${name} is not in lua/status-codes.json`);
+  }
   const camel = command.replace(/-([a-z])/g, (_s, c) => c.toUpperCase());
   scripts.push({
     key: camel,
@@ -57,6 +82,9 @@ writeFileSync(
     `export const SCRIPT_PROTOCOL_VERSION = ${SCRIPT_PROTOCOL_VERSION};\n` +
     `export interface LuaScript { readonly name: string; readonly numberOfKeys: number; readonly sha1: string; readonly lua: string }\n` +
     `export const scripts = {\n${body}\n} as const satisfies Record<string, LuaScript>;\n` +
-    `export type ScriptKey = keyof typeof scripts;\n`,
+    `export type ScriptKey = keyof typeof scripts;\n` +
+    `/** Status codes of the scripts' replies (lua/status-codes.json). */\n` +
+    `export const ScriptStatus = {\n${codes.map(([name, n, doc]) => `  /** ${doc} */\n  ${name}: ${n},`).join('\n')}\n} as const;\n` +
+    `export type ScriptStatusName = keyof typeof ScriptStatus;\n`,
 );
 console.log(`build-lua: ${scripts.length} scripts -> src/generated/lua.ts`);

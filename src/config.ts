@@ -16,6 +16,8 @@ const schema = z.object({
   SERVER_HOST: z.string().min(1).default('0.0.0.0'),
   SERVER_PORT: int(0, 65535).default(8000),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** auto: readable lines on a terminal, JSON otherwise (log collectors read JSON) */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/).optional(),
 
   REDIS_ADDRESS: z
@@ -113,6 +115,7 @@ export interface Config {
   readonly instanceId: string;
   readonly server: { readonly host: string; readonly port: number; readonly maxBodyBytes: number };
   readonly logLevel: RawEnv['LOG_LEVEL'];
+  readonly logFormat: RawEnv['LOG_FORMAT'];
   readonly redis: {
     /** undefined = start an embedded throwaway redis-server */
     readonly address: string | undefined;
@@ -279,6 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     server: { host: e.SERVER_HOST, port: e.SERVER_PORT, maxBodyBytes: e.HTTP_MAX_BODY_BYTES },
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     redis: {
       address: e.REDIS_ADDRESS,
       password: e.REDIS_PASSWORD,

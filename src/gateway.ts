@@ -24,11 +24,11 @@ import { registerAdminFeed } from './http/admin-feed.js';
 import { docsRoutes } from './http/routes-docs.js';
 import { reservationRoutes } from './http/routes-reservations.js';
 import { openApiDocument } from './http/openapi.js';
-import { TokenBuckets } from './http/rate-limit.js';
+import { TokenBuckets } from './net/rate-limit.js';
 import { Idempotency } from './http/idempotency.js';
 import { Realtime } from './realtime/realtime.js';
 import { Sockets, registerWsRoute, type WsOptions } from './realtime/ws-route.js';
-import { Close } from './realtime/protocol.js';
+import { Close } from './protocol/wire.js';
 import { Reservations, Payments } from './backends/reservations.js';
 import { GrpcBackend, channelCredentials } from './backends/grpc-backend.js';
 import { loadProtos } from './backends/proto.js';
@@ -93,13 +93,18 @@ class Infrastructure implements Part {
     const redisOpts = { address, password: config.redis.password, tls: config.redis.tls, commandTimeoutMs: config.redis.commandTimeoutMs };
     const cluster = config.redis.cluster;
     this.redis = cluster ? connectRedisCluster(redisOpts) : connectRedis({ ...redisOpts, sentinelMaster: config.redis.sentinelMaster });
-    const onSubscriberError = (err: Error): void => log.warn({ err: err.message }, 'redis subscriber error');
+    const onSubscriberError = (err: Error): void => log.warn({ err }, 'redis subscriber error');
+    const metrics = this.metrics;
+    const onBadTick = (err: Error): void => {
+      metrics.tickMessagesRejected.inc();
+      log.warn({ err }, 'tick message rejected');
+    };
     // the subscriber connection: offline queue on (SUBSCRIBE waits for the connection), no
     // auto-pipelining (it batched SUBSCRIBE with commands a subscriber connection refuses)
     const redis = this.redis;
     this.broker = cluster
-      ? new RedisBroker(redis, () => connectRedisCluster({ ...redisOpts, offlineQueue: true, shardedSubscriber: true }), true, onSubscriberError)
-      : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, onSubscriberError);
+      ? new RedisBroker(redis, () => connectRedisCluster({ ...redisOpts, offlineQueue: true, shardedSubscriber: true }), true, onSubscriberError, onBadTick)
+      : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, onSubscriberError, onBadTick);
     this.health = new RedisHealth(redis, log);
   }
 

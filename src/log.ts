@@ -1,4 +1,5 @@
 import pino from 'pino';
+import pretty from 'pino-pretty';
 
 export type Logger = pino.Logger;
 
@@ -18,6 +19,16 @@ const redact = [
   '*.password',
 ];
 
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { ...base }, redact: { paths: redact, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime });
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+/**
+ * JSON lines for collectors; readable lines for a person at a terminal
+ * (`auto`: when stdout is a TTY). The pretty stream is synchronous in this
+ * thread: a development aid, so no worker thread to flush at exit.
+ */
+export function createLogger(level: string, base: Record<string, unknown> = {}, format: LogFormat = 'json'): Logger {
+  const options: pino.LoggerOptions = { level, base: { ...base }, redact: { paths: redact, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
+  const readable = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true);
+  if (!readable) return pino(options);
+  return pino(options, pretty({ sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
 }

@@ -16,7 +16,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel, { instance: config.instanceId });
+  const log = createLogger(config.logLevel, { instance: config.instanceId }, config.logFormat);
   let embedded: EmbeddedRedis | undefined;
   let address = config.redis.address;
   if (!address) {

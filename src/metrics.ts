@@ -24,6 +24,7 @@ export function createMetrics() {
     admissions: new Counter({ name: 'queue_admissions_total', help: 'Promotions to ready', labelNames: ['event_id'] as const, registers: [registry] }),
     expirations: new Counter({ name: 'queue_expirations_total', help: 'Users removed by the server', labelNames: ['event_id', 'reason'] as const, registers: [registry] }),
     ticks: new Counter({ name: 'queue_ticks_total', help: 'Admission ticks run by this instance', labelNames: ['result'] as const, registers: [registry] }),
+    tickMessagesRejected: new Counter({ name: 'tick_messages_rejected_total', help: 'Messages on a tick channel that did not decode (another message version in a rolling deploy, or not a tick)', registers: [registry] }),
     tickDuration: new Histogram({
       name: 'queue_tick_duration_seconds',
       help: 'Admission tick duration (script round trip)',

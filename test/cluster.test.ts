@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from 'ioredis';
-import { eventKeys } from '../src/queue/keys.js';
+import { eventKeys } from '../src/redis/keys.js';
 import { call, sleep, spawnGateway, startInProcessGateway, uniquePrefix, waitFor, type InProcessGateway } from './helpers/harness.js';
 import { startCluster, type LocalCluster } from './helpers/cluster.js';
 import { connect } from './helpers/ws-client.js';

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { EventRoom, type SocketSink } from '../src/realtime/event-room.js';
-import type { TickMessage } from '../src/queue/broker.js';
+import type { Tick } from '../src/queue/broker.js';
 import type { StatusSnapshot } from '../src/queue/store.js';
 import { createMetrics } from '../src/metrics.js';
 import { createLogger } from '../src/log.js';
-import type { ServerMessage } from '../src/realtime/protocol.js';
+import type { ServerMessage } from '../src/protocol/wire.js';
 
 // The room's rank bookkeeping on its own (no Redis involved: the inputs are
 // what the status/ranks scripts and tick messages carry). The orderings here
@@ -42,17 +42,17 @@ const snap = (seq: number, rank: number, xseq: number): StatusSnapshot => ({
   reconnectGraceSec: 30,
 });
 
-const tick = (xs: number, exits: [number, number, string][]): TickMessage => ({
-  v: 1,
-  e: 'ev',
-  t: Date.now(),
-  s: 'paused',
-  q: 0,
-  r: 0,
-  p: [],
-  o: exits,
-  xs,
-  g: 30,
+const tick = (xs: number, exits: [number, number, string][]): Tick => ({
+  eventId: 'ev',
+  redisTimeMs: Date.now(),
+  state: 'paused',
+  inLine: 0,
+  readyCount: 0,
+  promoted: [],
+  exits: exits.map(([exitSeq, lineSeq, reason]) => ({ exitSeq, lineSeq, reason })),
+  lastExitSeq: xs,
+  reconnectGraceSec: 30,
+  noticeVersion: undefined,
   eta: { rate: 1, rw: 1, r1: 1, r5: 1, r15: 1, share: 1, conf: 0, spread: 0.6, tokens: 0 },
 });
 

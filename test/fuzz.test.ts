@@ -5,9 +5,9 @@ import WebSocket from 'ws';
 import { pack, unpack } from 'msgpackr';
 import type { Redis } from 'ioredis';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
-import { eventKeys, registryKey } from '../src/queue/keys.js';
+import { eventKeys, registryKey } from '../src/redis/keys.js';
 import { errorStatus } from '../src/errors.js';
-import { Close } from '../src/realtime/protocol.js';
+import { Close } from '../src/protocol/wire.js';
 import { redisClient, sleep, startInProcessGateway, startRedis, type InProcessGateway } from './helpers/harness.js';
 
 // Fuzzing the whole gateway from the outside, against a real gateway

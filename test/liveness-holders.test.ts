@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
-import { eventKeys, userKey } from '../src/queue/keys.js';
+import { eventKeys, userKey } from '../src/redis/keys.js';
 import { call, redisClient, sleep, spawnGateway, startInProcessGateway, startRedis, uniquePrefix, waitFor, type InProcessGateway, type SpawnedGateway } from './helpers/harness.js';
 import { connect, reconnecting, type Client, type ReconnectingClient } from './helpers/ws-client.js';
 import { startTcpProxy, type TcpProxy } from '../bench/tcp-proxy.js';

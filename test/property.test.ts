@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { Redis } from 'ioredis';
 import { QueueStore, type EventState, type JoinDefaults, type TickResult } from '../src/queue/store.js';
-import { userKey } from '../src/queue/keys.js';
+import { userKey } from '../src/redis/keys.js';
 import { newWaitingToken } from '../src/queue/token.js';
 import { AppError } from '../src/errors.js';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';

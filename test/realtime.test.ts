@@ -330,7 +330,7 @@ describe('positions that move', () => {
     expect(polled.body).toMatchObject({ status: 'waiting', position: 2, people_ahead: 1, being_let_in: 3 });
     // the recount in Redis: ZRANK - ZCARD(ready) + 1
     const { redisClient } = await import('./helpers/harness.js');
-    const { eventKeys } = await import('../src/queue/keys.js');
+    const { eventKeys } = await import('../src/redis/keys.js');
     const rc = redisClient(redis.address);
     try {
       const k = eventKeys(gw.gateway.config.redis.keyPrefix, 'called');

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startEmbeddedRedis, freePort, type EmbeddedRedis } from '../src/redis/embedded.js';
 import { call, startInProcessGateway, uniquePrefix, waitFor, type InProcessGateway } from './helpers/harness.js';
-import { eventKeys } from '../src/queue/keys.js';
+import { eventKeys } from '../src/redis/keys.js';
 
 // Redis Sentinel keeps working: the gateway finds the master through a real
 // sentinel, and after the master dies and the sentinel promotes the replica,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
-import { eventKeys } from '../src/queue/keys.js';
+import { eventKeys } from '../src/redis/keys.js';
 import { call, redisClient, spawnGateway, startRedis, uniquePrefix, waitFor, type SpawnedGateway } from './helpers/harness.js';
 
 // Two real gateway processes on one Redis: exactly one ticks an event; when it

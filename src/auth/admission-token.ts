@@ -3,7 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { AppError } from '../errors.js';
 import type { Config } from '../config.js';
 import { callStore, type RedisClient } from '../redis/connect.js';
-import { eventKeys } from '../queue/keys.js';
+import { num, statusOf, str, unexpected } from '../redis/replies.js';
+import { eventKeys } from '../redis/keys.js';
 
 // The reservation_token returned by enter: a short-lived JWT signed by the
 // gateway (EdDSA or ES256, with a kid) that downstream services verify with
@@ -178,12 +179,23 @@ export class AdmissionTokenLedger {
   async begin(v: VerifiedAdmission, fingerprint: string): Promise<LedgerTurn> {
     const ttlMs = Math.max(1000, v.exp * 1000 - Date.now() + 60_000);
     const owner = randomBytes(12).toString('base64url');
-    const r = (await this.call('admissionBegin', v, [fingerprint, owner, this.leaseMs, ttlMs])) as unknown[];
-    const code = Number(r[0]);
-    if (code === 0 || code === 1) return { kind: 'run', owner, attempt: Number(r[1]), resumed: code === 1 };
-    if (code === 3) return { kind: 'replay', body: String(r[1]) };
-    if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a reservation with this reservation_token is in progress; retry shortly', { reason: 'in_flight' }, { 'Retry-After': '1' });
-    throw forbidden('used', 'reservation_token was already used');
+    const r = await this.call('admissionBegin', v, [fingerprint, owner, this.leaseMs, ttlMs]);
+    // {status, attempt | body} (lua/admission-begin-1.lua)
+    const status = statusOf('admissionBegin', r);
+    const field = (r as unknown[])[1];
+    switch (status) {
+      case 'CLAIMED':
+      case 'RESUMED':
+        return { kind: 'run', owner, attempt: num(field), resumed: status === 'RESUMED' };
+      case 'DONE':
+        return { kind: 'replay', body: str(field) };
+      case 'IN_FLIGHT':
+        throw new AppError('IDEMPOTENCY_CONFLICT', 'a reservation with this reservation_token is in progress; retry shortly', { reason: 'in_flight' }, { 'Retry-After': '1' });
+      case 'CONFLICT':
+        throw forbidden('used', 'reservation_token was already used');
+      default:
+        throw unexpected('admissionBegin', status);
+    }
   }
 
   /**
@@ -192,11 +204,19 @@ export class AdmissionTokenLedger {
    */
   async redeem(v: VerifiedAdmission): Promise<void> {
     const ttlMs = Math.max(1000, v.exp * 1000 - Date.now() + 60_000);
-    const r = (await callStore(this.redis, 'admissionRedeem', [this.key(v)], [eventKeys(this.prefix, v.evt).base, '', ttlMs])) as unknown[];
-    const code = Number(r[0]);
-    if (code === 1) return;
-    if (code === 2) throw new AppError('ALREADY_REDEEMED', 'this admission token was already redeemed', { reason: 'redeemed', redeemed_at: new Date(Number(r[1])).toISOString() });
-    throw new AppError('ALREADY_REDEEMED', 'this admission token was already spent on a reservation', { reason: 'reserved' });
+    const r = await callStore(this.redis, 'admissionRedeem', [this.key(v)], [eventKeys(this.prefix, v.evt).base, '', ttlMs]);
+    // {status, redeemedAtMs | state} (lua/admission-redeem-1.lua)
+    const status = statusOf('admissionRedeem', r);
+    switch (status) {
+      case 'REDEEMED':
+        return;
+      case 'ALREADY_REDEEMED':
+        throw new AppError('ALREADY_REDEEMED', 'this admission token was already redeemed', { reason: 'redeemed', redeemed_at: new Date(num((r as unknown[])[1])).toISOString() });
+      case 'SPENT':
+        throw new AppError('ALREADY_REDEEMED', 'this admission token was already spent on a reservation', { reason: 'reserved' });
+      default:
+        throw unexpected('admissionRedeem', status);
+    }
   }
 
   /** Records how the attempt ended; false when the claim was no longer the caller's. */

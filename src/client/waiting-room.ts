@@ -1,8 +1,9 @@
 // Browser client of the waiting room (protocol v1, docs/PROTOCOL.md).
 //
-// A dependency-free ES module, compiled by the project's tsc and served at
-// /client/waiting-room.js. It must not import anything: the browser loads this
-// one file. It keeps one place in line per browser and event, shared by every
+// An ES module compiled by the project's tsc and served at
+// /client/waiting-room.js. It imports only the wire protocol
+// (/protocol/wire.js, itself import-free): the browser loads the two files
+// with no bundler. It keeps one place in line per browser and event, shared by every
 // tab, and keeps it alive: a WebSocket while one can be held, HTTP polling
 // when not, reconnecting within the server's reconnect grace.
 //
@@ -13,96 +14,45 @@
 //   …  const { reservationToken } = await room.enter();
 
 // ---------------------------------------------------------------------------
-// Wire types (the gateway's JSON, see docs/PROTOCOL.md and the README's API table)
+// Wire types: the WebSocket protocol is declared once, in src/protocol/wire.ts
+// (served beside this file as /protocol/wire.js); the HTTP answers below are
+// the gateway's JSON (docs/PROTOCOL.md and the README's API table).
 
-export const SUBPROTOCOL_JSON = 'waiting-room.v1.json';
+import {
+  PROTOCOL_VERSION,
+  SUBPROTOCOL_JSON,
+  Close,
+  closeKind,
+  type ClientMessage,
+  type EventState,
+  type OperatorMessage,
+  type PositionSnapshot,
+  type ServerMessage,
+} from '../protocol/wire.js';
 
-export type EventState = 'open' | 'paused' | 'closed';
-
-/** The complete place-in-line snapshot carried by `welcome`, `position` and a status poll. */
-export interface PositionSnapshot {
-  status: 'waiting' | 'ready';
-  /** 1 + the people still waiting ahead */
-  position: number;
-  people_ahead: number;
-  /** people ahead who were called and are being let in now */
-  being_let_in: number;
-  eta_sec: number;
-  eta_low: number;
-  eta_high: number;
-  confidence: number;
-  event_state: EventState;
-}
-
-/** The operator's message to everyone waiting: text by language code ("en", "ko", ...). */
-export type OperatorMessage = Record<string, string>;
-
-export interface WelcomeMessage extends PositionSnapshot {
-  type: 'welcome';
-  v: number;
-  event_id: string;
-  ready_deadline?: string;
-  /** the operator's message (null = none); absent when the instance does not know it yet (a `notice` follows) */
-  message?: OperatorMessage | null;
-}
-export interface NoticeMessage {
-  type: 'notice';
-  /** null: the operator removed the message */
-  message: OperatorMessage | null;
-}
-export interface PositionMessage extends PositionSnapshot {
-  type: 'position';
-}
-export interface ReadyMessage {
-  type: 'ready';
-  position: number;
-  ready_deadline: string;
-  expires_in_sec: number;
-}
-export interface AdmittedMessage {
-  type: 'admitted';
-  reservation_token?: string;
-  ttl_sec?: number;
-}
-export interface ExpiredMessage {
-  type: 'expired';
-  reason: string;
-}
-export interface LeftMessage {
-  type: 'left';
-}
-export interface PausedMessage {
-  type: 'paused';
-  event_state: EventState;
-}
-export interface ResumedMessage {
-  type: 'resumed';
-  event_state: EventState;
-}
-export interface PongMessage {
-  type: 'pong';
-}
-export interface ServerErrorMessage {
-  type: 'error';
-  code: string;
-  message: string;
-  position?: number;
-}
-
-export type ServerMessage =
-  | WelcomeMessage
-  | PositionMessage
-  | ReadyMessage
-  | AdmittedMessage
-  | ExpiredMessage
-  | LeftMessage
-  | PausedMessage
-  | ResumedMessage
-  | NoticeMessage
-  | PongMessage
-  | ServerErrorMessage;
-
-export type ClientMessage = { type: 'enter'; access_token?: string } | { type: 'leave' } | { type: 'ping' };
+export {
+  PROTOCOL_VERSION,
+  SUBPROTOCOL_JSON,
+  Close,
+  closeKind,
+  type CloseKind,
+  type ClientMessage,
+  type EventState,
+  type OperatorMessage,
+  type PositionSnapshot,
+  type ServerMessage,
+  type WelcomeMessage,
+  type NoticeMessage,
+  type PositionMessage,
+  type ReadyMessage,
+  type AdmittedMessage,
+  type ExpiredMessage,
+  type LeftMessage,
+  type PausedMessage,
+  type ResumedMessage,
+  type PongMessage,
+  type ServerErrorMessage,
+} from '../protocol/wire.js';
 
 /** 202 of POST /api/v1/queue/join */
 export interface JoinResponse {
@@ -160,7 +110,8 @@ export interface ExpiredDetail {
   reason: string;
 }
 export interface PausedDetail {
-  event_state: EventState;
+  /** 'unavailable': the instance this socket is on lost its store; a `resumed` follows */
+  event_state: EventState | 'unavailable';
 }
 export interface ConnectionDetail {
   state: ConnectionState;
@@ -683,6 +634,14 @@ export class WaitingRoomClient extends EventTarget {
   private onMessage(s: Socket, m: ServerMessage): void {
     switch (m.type) {
       case 'welcome': {
+        if (m.v !== PROTOCOL_VERSION) {
+          // a server speaking another version on this subprotocol: polling (versioned by its path) still works
+          this.socketDisabled = true;
+          this.dropSocket(s);
+          this.emit('error', { code: 'PROTOCOL_ERROR', message: `the server speaks protocol v${String(m.v)}, this client v${PROTOCOL_VERSION}; continuing by polling` });
+          this.startPolling();
+          return;
+        }
         s.welcomed = true;
         this.socketFailures = 0;
         this.attempt = 0;
@@ -709,8 +668,10 @@ export class WaitingRoomClient extends EventTarget {
         this.markReady({ ready_deadline: m.ready_deadline, expires_in_sec: m.expires_in_sec, position: m.position });
         return;
       case 'paused':
+        this.setPaused(true, m.event_state ?? 'paused');
+        return;
       case 'resumed':
-        this.setPaused(m.type === 'paused', m.event_state ?? (m.type === 'paused' ? 'paused' : 'open'));
+        this.setPaused(false, m.event_state ?? 'open');
         return;
       case 'admitted':
         this.admit(m.reservation_token ? { reservation_token: m.reservation_token, ttl_sec: m.ttl_sec ?? 0 } : {});
@@ -750,16 +711,20 @@ export class WaitingRoomClient extends EventTarget {
       this.pendingEnter = undefined;
     }
     if (!this.running || this.isFinished()) return;
-    // terminal outcomes (the message before the close usually said so already)
-    if (code === 4000) return this.admit({});
-    if (code === 4001) return this.finishLeft();
-    if (code === 4004) return this.finishExpired('unknown_token');
-    if (code === 4010) {
-      // at connect time no message precedes 4010: the status answer has the reason
+    // The client decides by the close code's range (src/protocol/wire.ts);
+    // within the terminal range the code names the outcome when it can.
+    const kind = closeKind(code);
+    if (kind === 'terminal') {
+      // the message before the close usually said so already
+      if (code === Close.ADMITTED) return this.admit({});
+      if (code === Close.LEFT) return this.finishLeft();
+      if (code === Close.UNKNOWN_TOKEN) return this.finishExpired('unknown_token');
+      // EXPIRED (at connect time no message precedes it) and terminal codes
+      // this client does not know: the status answer has the outcome
       if (this._token) void this.settleFinished(this._token);
       return;
     }
-    if (code >= 4400 && code <= 4499) {
+    if (kind === 'protocol_error') {
       // The server says this socket broke the protocol or flooded it. The place
       // is still ours: keep it by polling rather than reconnect in a loop.
       this.socketDisabled = true;
@@ -767,7 +732,7 @@ export class WaitingRoomClient extends EventTarget {
       this.startPolling();
       return;
     }
-    // 41xx, 1006 and anything else: reconnect with the same token within the grace
+    // reconnect range (41xx) and the transport's codes (1006, ...): reconnect with the same token within the grace
     if (this.polling) {
       if (probe) this.scheduleProbe(); // polling carries on; try again later
       return;
@@ -786,7 +751,8 @@ export class WaitingRoomClient extends EventTarget {
       return;
     }
     this.setConnection('connecting');
-    const delay = code === 4100 ? Math.random() * 1000 : this.backoff(this.attempt++);
+    // draining: the instance asks everyone to move now; spread them over a second
+    const delay = code === Close.DRAINING ? Math.random() * 1000 : this.backoff(this.attempt++);
     this.retryTimer = setTimeout(() => this.openSocket(false), delay);
   }
 
@@ -887,7 +853,7 @@ export class WaitingRoomClient extends EventTarget {
     this.emit('notice', next);
   }
 
-  private setPaused(paused: boolean, eventState: EventState): void {
+  private setPaused(paused: boolean, eventState: PausedDetail['event_state']): void {
     if (paused === this.paused) return;
     this.paused = paused;
     this.emit(paused ? 'paused' : 'resumed', { event_state: eventState });
@@ -954,7 +920,11 @@ export class WaitingRoomClient extends EventTarget {
     const r = await this.request('GET', `/api/v1/queue/status?token=${encodeURIComponent(token)}`);
     if (token !== this._token) return;
     if (r.status === 200 && isObject(r.body) && r.body.status === 'admitted') this.admit({});
-    else if (r.status === 404) this.handleGone(errorOf(r));
+    else if (r.status === 200 && isObject(r.body) && (r.body.status === 'waiting' || r.body.status === 'ready')) {
+      // a terminal close this client does not know did not end the place: keep it by polling
+      this.socketDisabled = true;
+      this.startPolling();
+    } else if (r.status === 404) this.handleGone(errorOf(r));
     else this.finishExpired('expired');
   }
 

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { AppError, errorBody } from '../errors.js';
 import type { RedisClient } from '../redis/connect.js';
 import { callStore } from '../redis/connect.js';
+import { num, statusOf, str, unexpected } from '../redis/replies.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
 import type { HttpRequest, Reply } from './route.js';
@@ -58,15 +59,18 @@ export class Idempotency {
     const recordKey = `${this.prefix}idem:${scope}:${sha(key)}`;
     const fp = sha(`${req.method}\n${req.path}\n${req.rawQuery}\n${req.body?.toString('utf8') ?? ''}`);
     const owner = randomBytes(12).toString('base64url');
-    const r = (await this.call('idemBegin', recordKey, [fp, owner, this.inflightMs])) as unknown[];
-    const code = Number(r[0]);
-    if (code === 1) throw new AppError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different request', { reason: 'different_request' });
-    if (code === 2) throw new AppError('IDEMPOTENCY_CONFLICT', 'a request with this Idempotency-Key is still in progress', { reason: 'in_flight' });
-    if (code === 3) {
+    const r = await this.call('idemBegin', recordKey, [fp, owner, this.inflightMs]);
+    // {status} or {DONE, httpStatus, body, headersJson} (lua/idem-begin-1.lua)
+    const begun = statusOf('idemBegin', r);
+    if (begun === 'CONFLICT') throw new AppError('IDEMPOTENCY_CONFLICT', 'this Idempotency-Key was used for a different request', { reason: 'different_request' });
+    if (begun === 'IN_FLIGHT') throw new AppError('IDEMPOTENCY_CONFLICT', 'a request with this Idempotency-Key is still in progress', { reason: 'in_flight' });
+    if (begun === 'DONE') {
+      const [, httpStatus, body, headersJson] = r as unknown[];
       this.metrics.idempotencyHits.inc();
-      const headers = JSON.parse(String(r[3])) as Record<string, string>;
-      return { status: Number(r[1]), body: String(r[2]), headers: { ...headers, 'X-Idempotency-Cached': 'true' } };
+      const headers = JSON.parse(str(headersJson) || '{}') as Record<string, string>;
+      return { status: num(httpStatus), body: str(body), headers: { ...headers, 'X-Idempotency-Cached': 'true' } };
     }
+    if (begun !== 'CLAIMED') throw unexpected('idemBegin', begun);
     let reply: Reply;
     const keepAlive = setInterval(() => {
       this.call('idemExtend', recordKey, [owner, this.inflightMs]).catch((err: unknown) => this.log.warn({ route: req.route, err }, 'idempotency: could not extend a claim in flight'));

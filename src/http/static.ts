@@ -84,6 +84,8 @@ export function staticRoutes(): AnyRoute[] {
   load(join(root, 'web'), '', assets);
   // the browser client library, compiled from src/client by the build
   load(join(root, 'dist', 'src', 'client'), '/client', assets);
+  // the wire protocol it imports (../protocol/wire.js from /client/)
+  load(join(root, 'dist', 'src', 'protocol'), '/protocol', assets);
   const routes: AnyRoute[] = [];
   const pages: [string, string, string, string][] = [
     ['/', '/index.html', 'waitingRoomPage', 'The waiting-room page (same-origin scripts only, see Content-Security-Policy).'],

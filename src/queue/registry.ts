@@ -1,5 +1,5 @@
 import type { RedisClient } from '../redis/connect.js';
-import { registryKey } from './keys.js';
+import { registryKey } from '../redis/keys.js';
 
 // The set of events tickers look after. Written before an event can hold
 // anyone (admin PUT, or a join that may auto-create), so a crash between the

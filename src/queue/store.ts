@@ -1,8 +1,9 @@
 import type { RedisClient } from '../redis/connect.js';
 import { callStore, storeError } from '../redis/connect.js';
-import type { ScriptKey } from '../generated/lua.js';
+import type { ScriptKey, ScriptStatusName } from '../generated/lua.js';
 import { AppError, type ErrorCode } from '../errors.js';
-import { eventKeys, userKey, type EventKeys } from './keys.js';
+import { num, records, statusOf, str, unexpected } from '../redis/replies.js';
+import { eventKeys, userKey, type EventKeys } from '../redis/keys.js';
 import { tokenEvent } from './token.js';
 
 // Typed access to the queue's Lua scripts. The scripts are the only writers
@@ -15,33 +16,32 @@ export type EventAccess = 'user' | 'anonymous';
 
 const stateNames: Record<string, UserState> = { w: 'waiting', r: 'ready', a: 'admitted', x: 'expired', l: 'left' };
 
-/** Lua status codes -> typed errors, for every script that can refuse. One table. */
-const luaStatus: Partial<Record<ScriptKey, Record<number, [ErrorCode, string]>>> = {
-  joinBatch: {
-    1: ['DUPLICATE_REQUEST', 'already in line for this event'],
-    2: ['EVENT_NOT_FOUND', 'no such event'],
-    3: ['EVENT_CLOSED', 'this event is closed to new arrivals'],
-  },
-  enter: {
-    2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
-    3: ['NOT_READY', 'not your turn yet: keep waiting'],
-    4: ['ALREADY_ADMITTED', 'this waiting token was already admitted'],
-    5: ['TOKEN_EXPIRED', 'this place in line has expired'],
-    7: ['FORBIDDEN', 'this place in line belongs to another user'],
-    8: ['DUPLICATE_REQUEST', 'this user already holds another place in this event'],
-    9: ['UNAUTHORIZED', 'a bearer token is required to enter this event'],
-  },
-  leave: {
-    2: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
-    6: ['NOT_IN_LINE', 'this waiting token is no longer in line'],
-  },
-};
+/**
+ * Refusals: a script's status (lua/status-codes.json) -> the contract's
+ * error. One table; where the same status means a different answer to a
+ * different request, the caller names the entry (`as`).
+ */
+const refusals = {
+  DUPLICATE: ['DUPLICATE_REQUEST', 'already in line for this event'],
+  EVENT_NOT_FOUND: ['EVENT_NOT_FOUND', 'no such event'],
+  EVENT_CLOSED: ['EVENT_CLOSED', 'this event is closed to new arrivals'],
+  TOKEN_NOT_FOUND: ['TOKEN_NOT_FOUND', 'unknown waiting token'],
+  NOT_READY: ['NOT_READY', 'not your turn yet: keep waiting'],
+  ALREADY_ADMITTED: ['ALREADY_ADMITTED', 'this waiting token was already admitted'],
+  /** enter: the place expired (or was left) */
+  FINISHED: ['TOKEN_EXPIRED', 'this place in line has expired'],
+  /** leave: the place already ended (admitted or expired) */
+  FINISHED_LEAVE: ['NOT_IN_LINE', 'this waiting token is no longer in line'],
+  NOT_OWNER: ['FORBIDDEN', 'this place in line belongs to another user'],
+  HOLDS_OTHER_PLACE: ['DUPLICATE_REQUEST', 'this user already holds another place in this event'],
+  USER_REQUIRED: ['UNAUTHORIZED', 'a bearer token is required to enter this event'],
+} as const satisfies Record<string, readonly [ErrorCode, string]>;
 
-function refuse(script: ScriptKey, code: number, details?: Record<string, unknown>): AppError {
-  const entry = luaStatus[script]?.[code];
-  if (!entry) return new AppError('INTERNAL', `script ${script} returned unexpected status ${code}`);
-  return new AppError(entry[0], entry[1], details);
+function refuse(status: keyof typeof refusals, details?: Record<string, unknown>, headers?: Record<string, string>): AppError {
+  const [code, message] = refusals[status];
+  return new AppError(code, message, details, headers);
 }
+
 
 export interface EventConfig {
   readonly id: string;
@@ -173,17 +173,6 @@ export interface EventStats {
   readonly tickerHolder: string | null;
 }
 
-const num = (v: unknown, d = 0): number => {
-  const n = typeof v === 'number' ? v : Number(v);
-  return Number.isFinite(n) ? n : d;
-};
-
-function pairs<T>(flat: unknown[], size: number, map: (chunk: unknown[]) => T): T[] {
-  const out: T[] = [];
-  for (let i = 0; i + size <= flat.length; i += size) out.push(map(flat.slice(i, i + size)));
-  return out;
-}
-
 function toConfig(id: string, v: unknown[]): EventConfig {
   return {
     id,
@@ -282,11 +271,13 @@ export class QueueStore {
       for (const it of b.items) it.reject(err);
       return;
     }
+    const replies = decodeJoinBatch(r);
     b.items.forEach((it, i) => {
-      const code = num(r[i * 4]);
-      if (code === 0) it.resolve({ token: String(r[i * 4 + 1]), position: num(r[i * 4 + 2]), created: num(r[i * 4 + 3]) === 1 });
-      else if (code === 1) it.reject(refuse('joinBatch', 1, { waiting_token: String(r[i * 4 + 1]), position: num(r[i * 4 + 2]), status: stateNames[String(r[i * 4 + 3])] ?? 'unknown' }));
-      else it.reject(refuse('joinBatch', code));
+      const j = replies[i];
+      if (!j) it.reject(new AppError('INTERNAL', `script joinBatch answered ${replies.length} of ${b.items.length} joins`));
+      else if (j.status === 'JOINED') it.resolve({ token: j.token, position: j.position, created: j.created });
+      else if (j.status === 'DUPLICATE') it.reject(refuse('DUPLICATE', { waiting_token: j.token, position: j.position, status: j.state }));
+      else it.reject(refuse(j.status));
     });
   }
 
@@ -299,33 +290,8 @@ export class QueueStore {
     const eventId = tokenEvent(token);
     if (!eventId) return null;
     const k = this.keys(eventId);
-    const r = (await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta, k.stats], k.base, [token, livenessMs, holder])) as unknown[];
-    if (num(r[0]) === 0) return null;
-    const rate = num(r[10]);
-    return {
-      token,
-      eventId,
-      state: stateNames[String(r[1])] ?? 'expired',
-      rank: num(r[2], -1),
-      readyCount: num(r[3]),
-      joinedMs: num(r[4]),
-      readyDeadlineMs: num(r[5]),
-      finishedMs: num(r[6]),
-      reason: String(r[7] ?? ''),
-      eventState: String(r[8]) as EventState,
-      nowMs: num(r[9]),
-      eta: {
-        rate,
-        rw: num(r[11], rate) || rate,
-        share: num(r[12], 1) || 1,
-        conf: num(r[13], 0),
-        spread: num(r[14], 0.6) || 0.6,
-        tokens: num(r[15], 0),
-      },
-      seq: num(r[16]),
-      xseq: num(r[17]),
-      reconnectGraceSec: num(r[18], 30),
-    };
+    const r = await this.run('status', [userKey(k, token), k.q, k.ready, k.live, k.cfg, k.eta, k.stats], k.base, [token, livenessMs, holder]);
+    return decodeStatus(r, token, eventId);
   }
 
   private exitKeys(k: EventKeys, token: string): string[] {
@@ -339,28 +305,37 @@ export class QueueStore {
    */
   async enter(token: string, userId = '', authConfigured = false): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string; again: boolean }> {
     const eventId = tokenEvent(token);
-    if (!eventId) throw refuse('enter', 2);
+    if (!eventId) throw refuse('TOKEN_NOT_FOUND');
     const k = this.keys(eventId);
-    const r = (await this.run('enter', this.exitKeys(k, token), k.base, [token, userId, authConfigured ? '1' : '0'])) as unknown[];
-    const code = num(r[0]);
-    if (code === 1) return { eventId, readyAtMs: num(r[1]), admittedMs: num(r[2]), joinedMs: num(r[3]), boundUser: String(r[4] ?? ''), again: false };
-    if (code === 4) return { eventId, readyAtMs: 0, admittedMs: num(r[1]), joinedMs: num(r[2]), boundUser: String(r[3] ?? ''), again: true };
-    if (code === 3) throw refuse('enter', 3, { position: num(r[1]) });
-    if (code === 5) throw refuse('enter', 5, { reason: String(r[2] ?? '') });
-    if (code === 8) throw refuse('enter', 8, { waiting_token: String(r[1]) });
-    if (code === 9) throw new AppError('UNAUTHORIZED', 'a bearer token is required to enter this event', { reason: 'missing' }, { 'WWW-Authenticate': 'Bearer' });
-    throw refuse('enter', code);
+    const e = decodeEnter(await this.run('enter', this.exitKeys(k, token), k.base, [token, userId, authConfigured ? '1' : '0']));
+    switch (e.status) {
+      case 'ADMITTED':
+        return { eventId, readyAtMs: e.readyAtMs, admittedMs: e.admittedMs, joinedMs: e.joinedMs, boundUser: e.boundUser, again: false };
+      case 'ALREADY_ADMITTED':
+        return { eventId, readyAtMs: 0, admittedMs: e.admittedMs, joinedMs: e.joinedMs, boundUser: e.boundUser, again: true };
+      case 'NOT_READY':
+        throw refuse('NOT_READY', { position: e.position });
+      case 'FINISHED':
+        throw refuse('FINISHED', { reason: e.reason });
+      case 'HOLDS_OTHER_PLACE':
+        throw refuse('HOLDS_OTHER_PLACE', { waiting_token: e.otherToken });
+      case 'USER_REQUIRED':
+        throw refuse('USER_REQUIRED', { reason: 'missing' }, { 'WWW-Authenticate': 'Bearer' });
+      default:
+        throw refuse(e.status);
+    }
   }
 
   async leave(token: string): Promise<void> {
     const eventId = tokenEvent(token);
-    if (!eventId) throw refuse('leave', 2);
+    if (!eventId) throw refuse('TOKEN_NOT_FOUND');
     const k = this.keys(eventId);
-    const r = (await this.run('leave', this.exitKeys(k, token), k.base, [token])) as unknown[];
-    const code = num(r[0]);
-    if (code === 1) return;
-    if (code === 6) throw refuse('leave', 6, { status: stateNames[String(r[1])] ?? 'unknown' });
-    throw refuse('leave', code);
+    const r = await this.run('leave', this.exitKeys(k, token), k.base, [token]);
+    const status = statusOf('leave', r);
+    if (status === 'LEFT') return;
+    if (status === 'FINISHED') throw refuse('FINISHED_LEAVE', { status: stateNames[str((r as unknown[])[1])] ?? 'unknown' });
+    if (status === 'TOKEN_NOT_FOUND') throw refuse(status);
+    throw unexpected('leave', status);
   }
 
   /**
@@ -400,7 +375,7 @@ export class QueueStore {
     o: { leaseMs: number; maxPromote: number; maxSweep: number; maxExits: number; gapMs?: number; quietMs?: number },
   ): Promise<TickResult | 'not-holder' | 'no-config'> {
     const k = this.keys(eventId);
-    const r = (await this.run('tick', [k.cfg, k.bucket, k.q, k.ready, k.live, k.stats, k.hist, k.exits, k.fin, k.eta, k.lease], k.base, [
+    const r = await this.run('tick', [k.cfg, k.bucket, k.q, k.ready, k.live, k.stats, k.hist, k.exits, k.fin, k.eta, k.lease], k.base, [
       instanceId,
       o.leaseMs,
       o.maxPromote,
@@ -408,28 +383,8 @@ export class QueueStore {
       o.maxExits,
       o.gapMs ?? 10_000,
       o.quietMs ?? 60_000,
-    ])) as unknown[];
-    const code = num(r[0]);
-    if (code === -1) return 'not-holder';
-    if (code === -2) return 'no-config';
-    const e = (r[8] as unknown[]).map((x) => num(x));
-    return {
-      state: String(r[1]) as EventState,
-      qlen: num(r[2]),
-      readyCount: num(r[3]),
-      tokens: num(r[4]),
-      promoted: pairs(r[5] as unknown[], 3, (c) => [String(c[0]), num(c[1]), num(c[2])] as const),
-      expired: pairs(r[6] as unknown[], 2, (c) => [String(c[0]), String(c[1])] as const),
-      exits: (r[7] as unknown[]).map((s) => {
-        const [x, q, why] = String(s).split(':');
-        return [num(x), num(q), why ?? ''] as const;
-      }),
-      eta: { rate: e[0]!, rw: e[1]!, r1: e[2]!, r5: e[3]!, r15: e[4]!, share: e[5]!, conf: e[6]!, spread: e[7]! },
-      nowMs: num(r[9]),
-      xseq: num(r[10]),
-      reconnectGraceSec: num(r[11], 30),
-      noticeMs: num(r[12]),
-    };
+    ]);
+    return decodeTick(r);
   }
 
   async cleanup(eventId: string, retentionMs: number, max: number): Promise<number> {
@@ -450,6 +405,7 @@ export class QueueStore {
       p.targetUrl === undefined ? '' : p.targetUrl === '' ? 'none' : p.targetUrl,
       p.notice === undefined ? '' : p.notice === null ? 'none' : JSON.stringify(p.notice),
     ])) as unknown[];
+    // {created(0|1), then the configuration's fields in toConfig's order}: a data reply, no status
     return { ...toConfig(eventId, r.slice(1)), created: num(r[0]) === 1 };
   }
 
@@ -513,4 +469,121 @@ export class QueueStore {
       throw storeError(err);
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Replies: one decoder per script, named fields out (the layouts are in each
+// script's header; status codes in lua/status-codes.json)
+
+type JoinReply =
+  | { status: 'JOINED'; token: string; position: number; created: boolean }
+  | { status: 'DUPLICATE'; token: string; position: number; state: UserState | 'unknown' }
+  | { status: 'EVENT_NOT_FOUND' | 'EVENT_CLOSED' };
+
+/** join-batch: four fields per join, in the order the joins were sent */
+function decodeJoinBatch(r: unknown): JoinReply[] {
+  return records(r, 4, ([code, token, position, last]) => {
+    const status = statusOf('joinBatch', [code]);
+    switch (status) {
+      case 'JOINED':
+        return { status, token: str(token), position: num(position), created: num(last) === 1 };
+      case 'DUPLICATE':
+        return { status, token: str(token), position: num(position), state: stateNames[str(last)] ?? 'unknown' };
+      case 'EVENT_NOT_FOUND':
+      case 'EVENT_CLOSED':
+        return { status };
+      default:
+        throw unexpected('joinBatch', status);
+    }
+  });
+}
+
+/** status: null for an unknown token */
+function decodeStatus(r: unknown, token: string, eventId: string): StatusSnapshot | null {
+  const status = statusOf('status', r);
+  if (status === 'TOKEN_NOT_FOUND') return null;
+  if (status !== 'FOUND') throw unexpected('status', status);
+  const [, state, rank, readyCount, joinedMs, readyDeadlineMs, finishedMs, reason, eventState, nowMs, rate, rw, share, conf, spread, tokens, seq, xseq, grace] = r as unknown[];
+  const configured = num(rate);
+  return {
+    token,
+    eventId,
+    state: stateNames[str(state)] ?? 'expired',
+    rank: num(rank, -1),
+    readyCount: num(readyCount),
+    joinedMs: num(joinedMs),
+    readyDeadlineMs: num(readyDeadlineMs),
+    finishedMs: num(finishedMs),
+    reason: str(reason),
+    eventState: str(eventState) as EventState,
+    nowMs: num(nowMs),
+    eta: {
+      rate: configured,
+      rw: num(rw, configured) || configured,
+      share: num(share, 1) || 1,
+      conf: num(conf, 0),
+      spread: num(spread, 0.6) || 0.6,
+      tokens: num(tokens, 0),
+    },
+    seq: num(seq),
+    xseq: num(xseq),
+    reconnectGraceSec: num(grace, 30),
+  };
+}
+
+type EnterReply =
+  | { status: 'ADMITTED'; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string }
+  | { status: 'ALREADY_ADMITTED'; admittedMs: number; joinedMs: number; boundUser: string }
+  | { status: 'NOT_READY'; position: number }
+  | { status: 'FINISHED'; state: string; reason: string }
+  | { status: 'HOLDS_OTHER_PLACE'; otherToken: string }
+  | { status: 'TOKEN_NOT_FOUND' | 'NOT_OWNER' | 'USER_REQUIRED' };
+
+function decodeEnter(r: unknown): EnterReply {
+  const status = statusOf('enter', r);
+  const f = r as unknown[];
+  switch (status) {
+    case 'ADMITTED':
+      return { status, readyAtMs: num(f[1]), admittedMs: num(f[2]), joinedMs: num(f[3]), boundUser: str(f[4]) };
+    case 'ALREADY_ADMITTED':
+      return { status, admittedMs: num(f[1]), joinedMs: num(f[2]), boundUser: str(f[3]) };
+    case 'NOT_READY':
+      return { status, position: num(f[1]) };
+    case 'FINISHED':
+      return { status, state: str(f[1]), reason: str(f[2]) };
+    case 'HOLDS_OTHER_PLACE':
+      return { status, otherToken: str(f[1]) };
+    case 'TOKEN_NOT_FOUND':
+    case 'NOT_OWNER':
+    case 'USER_REQUIRED':
+      return { status };
+    default:
+      throw unexpected('enter', status);
+  }
+}
+
+function decodeTick(r: unknown): TickResult | 'not-holder' | 'no-config' {
+  const status = statusOf('tick', r);
+  if (status === 'NOT_LEASE_HOLDER') return 'not-holder';
+  if (status === 'EVENT_NOT_FOUND') return 'no-config';
+  if (status !== 'TICKED') throw unexpected('tick', status);
+  const [, state, qlen, readyCount, tokens, promoted, expired, exits, eta, nowMs, xseq, grace, noticeMs] = r as unknown[];
+  const e = (Array.isArray(eta) ? eta : []).map((x: unknown) => num(x));
+  return {
+    state: str(state) as EventState,
+    qlen: num(qlen),
+    readyCount: num(readyCount),
+    tokens: num(tokens),
+    promoted: records(promoted, 3, ([token, seq, deadline]) => [str(token), num(seq), num(deadline)] as const),
+    expired: records(expired, 2, ([token, reason]) => [str(token), str(reason)] as const),
+    exits: (Array.isArray(exits) ? exits : []).map((x: unknown) => {
+      const [exitSeq, lineSeq, reason] = str(x).split(':');
+      return [num(exitSeq), num(lineSeq), reason ?? ''] as const;
+    }),
+    eta: { rate: e[0] ?? 0, rw: e[1] ?? 0, r1: e[2] ?? 0, r5: e[3] ?? 0, r15: e[4] ?? 0, share: e[5] ?? 0, conf: e[6] ?? 0, spread: e[7] ?? 0 },
+    nowMs: num(nowMs),
+    xseq: num(xseq),
+    reconnectGraceSec: num(grace, 30),
+    noticeMs: num(noticeMs),
+  };
 }

@@ -2,7 +2,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { QueueStore, TickResult } from './store.js';
 import type { EventRegistry } from './registry.js';
-import { toMessage, type Broker } from './broker.js';
+import { tickOf, type Broker } from './broker.js';
 
 // Exactly one instance ticks each event at a time: a lease in Redis, renewed
 // by every tick (the tick script refuses to run for a non-holder, so a
@@ -119,7 +119,7 @@ export class Ticker {
     this.metrics.ticks.inc({ result: 'ok' });
     this.record(eventId, r);
     try {
-      await this.broker.publish(this.store.keys(eventId).channel, toMessage(eventId, r));
+      await this.broker.publish(this.store.keys(eventId).channel, tickOf(eventId, r));
     } catch (err) {
       this.log.warn({ event_id: eventId, err: (err as Error).message }, 'ticker: publish failed');
     }

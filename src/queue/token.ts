@@ -1,5 +1,5 @@
 import { randomFillSync } from 'node:crypto';
-import { EVENT_ID_RE } from './keys.js';
+import { EVENT_ID_RE } from '../redis/keys.js';
 
 // A waiting token names its event so any instance can find the event's keys
 // from the token alone; the 128 random bits make it unguessable.

@@ -1,10 +1,10 @@
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { TickMessage } from '../queue/broker.js';
+import type { Exit, Tick } from '../queue/broker.js';
 import type { EtaParams, EventState, Notice, StatusSnapshot } from '../queue/store.js';
 import { estimate, type Estimate } from '../queue/eta.js';
 import { startUserActor, lifecycleOf, type UserActor } from '../../machines/user-lifecycle.js';
-import { Close, type CloseCode, type ServerMessage } from './protocol.js';
+import { Close, type CloseCode, type ServerMessage } from '../protocol/wire.js';
 
 // The users of one event attached to this instance, and the fan-out after
 // each tick. Ranks are kept exact without asking Redis per user: each user's
@@ -244,32 +244,32 @@ export class EventRoom {
     return this.sorted;
   }
 
-  applyTick(m: TickMessage): void {
+  applyTick(t: Tick): void {
     const started = process.hrtime.bigint();
-    this.clockOffsetMs = m.t - Date.now();
+    this.clockOffsetMs = t.redisTimeMs - Date.now();
     this.lastTickAt = Date.now();
-    this.reconnectGraceMs = m.g * 1000;
-    if (m.n !== undefined && m.n !== this.noticeMs) {
-      this.noticeMs = m.n;
-      if (m.n === 0) this.notice = null; // never set: nothing to fetch
-      else this.onNoticeChanged?.(m.n);
+    this.reconnectGraceMs = t.reconnectGraceSec * 1000;
+    if (t.noticeVersion !== undefined && t.noticeVersion !== this.noticeMs) {
+      this.noticeMs = t.noticeVersion;
+      if (t.noticeVersion === 0) this.notice = null; // never set: nothing to fetch
+      else this.onNoticeChanged?.(t.noticeVersion);
     }
-    const exits = this.lastXs >= 0 ? m.o.filter(([xs]) => xs > this.lastXs) : m.o;
-    const gap = this.lastXs >= 0 && (exits.length > 0 ? exits[0]![0] !== this.lastXs + 1 : m.xs > this.lastXs && m.o.length === 0);
+    const exits = this.lastXs >= 0 ? t.exits.filter((x) => x.exitSeq > this.lastXs) : t.exits;
+    const gap = this.lastXs >= 0 && (exits.length > 0 ? exits[0]!.exitSeq !== this.lastXs + 1 : t.lastExitSeq > this.lastXs && t.exits.length === 0);
     if (exits.length > 0) {
       this.applyExits(exits);
-      this.lastXs = exits[exits.length - 1]![0];
+      this.lastXs = exits[exits.length - 1]!.exitSeq;
     } else if (this.lastXs < 0) {
-      this.lastXs = m.xs;
+      this.lastXs = t.lastExitSeq;
     }
-    for (const [seq, deadline] of m.p) {
+    for (const { seq, readyDeadlineMs } of t.promoted) {
       const u = this.bySeq.get(seq);
       if (!u || u.state !== 'waiting') continue;
       u.state = 'ready';
-      u.readyDeadlineMs = deadline;
-      u.actor.send({ type: 'PROMOTED', deadlineMs: deadline });
+      u.readyDeadlineMs = readyDeadlineMs;
+      u.actor.send({ type: 'PROMOTED', deadlineMs: readyDeadlineMs });
       if (u.firstEta >= 0) {
-        const actual = (m.t - u.joinedMs) / 1000;
+        const actual = (t.redisTimeMs - u.joinedMs) / 1000;
         const predicted = u.firstEta + (u.firstEtaAt - u.joinedMs) / 1000;
         this.o.metrics.etaAccuracy.observe({ event_id: this.o.eventId }, Math.abs(actual - predicted));
         this.accuracy.push(Math.abs(actual - predicted));
@@ -279,21 +279,23 @@ export class EventRoom {
       for (const id of u.sockets) this.o.sink.send(id, msg, true);
     }
     let stateChanged = false;
-    if (m.s !== this.eventState) {
+    if (t.state !== this.eventState) {
       const prev = this.eventState;
-      this.eventState = m.s;
+      this.eventState = t.state;
       stateChanged = true;
       // paused and closed both stop admissions: tell everyone; back to open: resumed
-      const note: ServerMessage | undefined = m.s !== 'open' ? { type: 'paused', event_state: m.s } : prev !== 'open' ? { type: 'resumed', event_state: m.s } : undefined;
+      const note: ServerMessage | undefined =
+        t.state !== 'open' ? { type: 'paused', event_state: t.state } : prev !== 'open' ? { type: 'resumed', event_state: t.state } : undefined;
       if (note) for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, note, true);
     }
-    this.readyCount = m.r;
-    this.qlen = m.q;
-    this.eta = { rate: m.eta.rate, rw: m.eta.rw, share: m.eta.share, conf: m.eta.conf, spread: m.eta.spread, tokens: m.eta.tokens };
+    this.readyCount = t.readyCount;
+    this.qlen = t.inLine;
+    const e = t.eta;
+    this.eta = { rate: e.rate, rw: e.rw, share: e.share, conf: e.conf, spread: e.spread, tokens: e.tokens };
     for (const u of this.users.values()) this.pushPosition(u, stateChanged);
     this.o.metrics.fanoutDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     if (gap) {
-      this.o.log.warn({ event_id: this.o.eventId, last: this.lastXs, got: exits[0]?.[0] ?? m.xs }, 'tick message gap: resynchronising ranks');
+      this.o.log.warn({ event_id: this.o.eventId, last: this.lastXs, got: exits[0]?.exitSeq ?? t.lastExitSeq }, 'tick message gap: resynchronising ranks');
       this.lastXs = -1;
       this.onResyncNeeded?.();
     }
@@ -306,12 +308,12 @@ export class EventRoom {
     for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, msg, true);
   }
 
-  private applyExits(exits: ReadonlyArray<readonly [number, number, string]>): void {
-    for (const [xs, seq] of exits) this.recent.push([xs, seq]);
+  private applyExits(exits: readonly Exit[]): void {
+    for (const x of exits) this.recent.push([x.exitSeq, x.lineSeq]);
     if (this.recent.length > RECENT_EXITS_MAX) this.recent.splice(0, this.recent.length - RECENT_EXITS_MAX / 2);
-    const firstXs = exits[0]![0];
-    const lastXs = exits[exits.length - 1]![0];
-    const seqs = exits.map((e) => e[1]).sort((a, b) => a - b);
+    const firstXs = exits[0]!.exitSeq;
+    const lastXs = exits[exits.length - 1]!.exitSeq;
+    const seqs = exits.map((x) => x.lineSeq).sort((a, b) => a - b);
     let j = 0;
     for (const u of this.ensureSorted()) {
       while (j < seqs.length && seqs[j]! < u.seq) j++;
@@ -319,12 +321,12 @@ export class EventRoom {
         u.rank -= j;
       } else {
         // attached while these exits were in flight: count only the ones after its read
-        for (const [xs, seq] of exits) if (xs > u.x0 && seq < u.seq) u.rank--;
+        for (const x of exits) if (x.exitSeq > u.x0 && x.lineSeq < u.seq) u.rank--;
       }
       if (u.x0 < lastXs) u.x0 = lastXs;
     }
-    for (const [, seq, reason] of exits) {
-      const u = this.bySeq.get(seq);
+    for (const { lineSeq, reason } of exits) {
+      const u = this.bySeq.get(lineSeq);
       // an enter through this instance's socket finishes the user itself, with the signed token
       if (u && !(u.entering && reason === 'entered')) this.finish(u, reason);
     }

@@ -1,12 +1,12 @@
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Broker, TickMessage } from '../queue/broker.js';
+import type { Broker, Tick } from '../queue/broker.js';
 import type { LivenessClaim, QueueStore, StatusSnapshot } from '../queue/store.js';
 import { tokenEvent } from '../queue/token.js';
 import { AppError } from '../errors.js';
 import { EventRoom, type LocalUser, type SocketSink } from './event-room.js';
 import type { Estimate } from '../queue/eta.js';
-import { Close, type ServerMessage } from './protocol.js';
+import { Close, type ServerMessage } from '../protocol/wire.js';
 
 // This instance's view of the users attached to it, by event. Rooms are
 // created on first attach (subscribing to the event's tick channel before the
@@ -112,7 +112,7 @@ export class Realtime {
         room.reconnectGraceMs = this.o.reconnectGraceMs;
         room.onResyncNeeded = () => void this.resync(room);
         room.onNoticeChanged = (ms) => void this.fetchNotice(room, ms);
-        await this.broker.subscribe(this.store.keys(eventId).channel, (m: TickMessage) => room.applyTick(m));
+        await this.broker.subscribe(this.store.keys(eventId).channel, (t: Tick) => room.applyTick(t));
         this.rooms.set(eventId, room);
         const now = Date.now();
         this.liveness.set(eventId, { sentAt: now, okAt: now, failing: false, inFlight: false });

@@ -8,9 +8,10 @@ import type { QueueStore } from '../queue/store.js';
 import type { EventRoom, LocalUser, SocketSink } from './event-room.js';
 import type { Realtime } from './realtime.js';
 import type { UserAuth } from '../auth/user-auth.js';
-import { TokenBuckets } from '../http/rate-limit.js';
-import { clientAddress } from '../http/client-address.js';
-import { Close, PROTOCOL_VERSION, chooseSubprotocol, encode, parseClientMessage, type CloseCode, type Format, type ServerMessage } from './protocol.js';
+import { TokenBuckets } from '../net/rate-limit.js';
+import { clientAddress } from '../net/client-address.js';
+import { Close, PROTOCOL_VERSION, chooseSubprotocol, type CloseCode, type Format, type ServerMessage } from '../protocol/wire.js';
+import { encode, parseClientMessage } from './codec.js';
 
 // GET /api/v1/queue/ws?token=<waiting_token> on the same uWebSockets.js app.
 // The upgrade is answered synchronously, inside uWS's own handler: upgrading

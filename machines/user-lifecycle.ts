@@ -1,4 +1,5 @@
 import { assign, createMachine, createActor, type ActorRefFrom, type SnapshotFrom } from 'xstate';
+import { Close, type CloseCode, type ServerMessage } from '../src/protocol/wire.js';
 
 // The lifecycle of one waiting user, on the instance the user is attached to.
 //
@@ -45,8 +46,25 @@ export type UserEvent =
   | { type: 'SOCKET_OPENED' }
   | { type: 'SOCKET_CLOSED' };
 
-const finalFor = (reason: ExitReason): 'admitted' | 'left' | 'expired' =>
-  reason === 'entered' ? 'admitted' : reason === 'left' ? 'left' : 'expired';
+/** The final states of the lifecycle, plus `unknown`: a token this gateway has no record of. */
+export type Outcome = 'admitted' | 'left' | 'expired' | 'unknown';
+
+/**
+ * The one outcome table: how a user's time in line ends on a socket (the
+ * message sent before the close, then the close code and its reason text).
+ * docs/PROTOCOL.md, section 5.
+ */
+export const OUTCOMES: Readonly<Record<Outcome, { readonly close: CloseCode; readonly closeReason: string; message(exitReason: ExitReason): ServerMessage | undefined }>> = {
+  admitted: { close: Close.ADMITTED, closeReason: 'admitted', message: () => ({ type: 'admitted' }) },
+  left: { close: Close.LEFT, closeReason: 'left', message: () => ({ type: 'left' }) },
+  expired: { close: Close.EXPIRED, closeReason: 'expired', message: (reason) => ({ type: 'expired', reason }) },
+  // nothing to say before the close: the client asks the status, or starts over
+  unknown: { close: Close.UNKNOWN_TOKEN, closeReason: 'unknown token', message: () => undefined },
+};
+
+/** Which final state an exit reason (from the tick, or done through this instance) leads to. */
+export const outcomeOf = (reason: ExitReason): 'admitted' | 'left' | 'expired' => (reason === 'entered' ? 'admitted' : reason === 'left' ? 'left' : 'expired');
+const finalFor = outcomeOf;
 
 export const userLifecycle = createMachine(
   {

@@ -27,7 +27,8 @@ import { openApiDocument } from './http/openapi.js';
 import { TokenBuckets } from './net/rate-limit.js';
 import { Idempotency } from './http/idempotency.js';
 import { Realtime } from './realtime/realtime.js';
-import { Sockets, registerWsRoute, type WsOptions } from './realtime/ws-route.js';
+import { registerWsRoute } from './realtime/ws-route.js';
+import { Sockets, type WsOptions } from './realtime/sockets.js';
 import { Close } from './protocol/wire.js';
 import { Reservations, Payments } from './backends/reservations.js';
 import { GrpcBackend, channelCredentials } from './backends/grpc-backend.js';
@@ -110,7 +111,7 @@ class Infrastructure implements Part {
 
   async start(): Promise<void> {
     const { redis, log, address } = this;
-    redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
+    redis.on('error', (err: Error) => log.debug({ err }, 'redis connection error'));
     let up = false;
     redis.on('ready', () => {
       if (!up) log.info({ redis: address }, 'redis connected');
@@ -372,7 +373,10 @@ export async function startGateway(config: Config, wiring: Wiring, log: Logger):
       started.push(p);
     }
   } catch (err) {
-    for (const p of started.reverse()) await Promise.resolve(p.stop()).catch(() => undefined);
+    // undo what started, in reverse; the start's own error is the one to report
+    for (const p of started.reverse()) {
+      await Promise.resolve(p.stop()).catch((stopErr: unknown) => log.warn({ part: p.name, err: stopErr }, 'gateway start failed: stopping a started part failed too'));
+    }
     throw err;
   }
   log.info({ host: config.server.host, port: edge.port, instance: config.instanceId, admin_api: Boolean(config.adminToken) }, 'gateway listening');

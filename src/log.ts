@@ -17,6 +17,9 @@ const redact = [
   '*.waiting_token',
   '*.reservation_token',
   '*.password',
+  // ioredis puts the failed command's arguments on its errors (err.command.args): script arguments carry tokens
+  'err.command.args',
+  '*.err.command.args',
 ];
 
 export type LogFormat = 'auto' | 'json' | 'pretty';

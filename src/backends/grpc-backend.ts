@@ -183,7 +183,7 @@ export class GrpcBackend<C extends grpc.Client> {
     const code = (err as grpc.ServiceError).code;
     if (code === grpc.status.DEADLINE_EXCEEDED) return new AppError('UPSTREAM_TIMEOUT', `the ${this.o.service} service did not answer within ${this.o.timeoutMs} ms`);
     if (code === grpc.status.UNAVAILABLE) return new AppError('UPSTREAM_UNAVAILABLE', `the ${this.o.service} service is unavailable, retry shortly`, { reason: 'unavailable' }, { 'Retry-After': '2' });
-    this.o.log.warn({ service: this.o.service, code, err: (err as Error).message }, 'backend call failed');
+    this.o.log.warn({ service: this.o.service, code, err }, 'backend call failed');
     return new AppError('UPSTREAM_ERROR', `the ${this.o.service} service failed`);
   }
 

@@ -137,7 +137,8 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       // Attach lazily so the next poll is answered from memory. Only adopt this
       // read if the event's tick channel was subscribed before it; otherwise
       // attach in the background with its own read (no tick can slip between).
-      void d.realtime.adoptOrAttach(s, roomBefore).catch(() => undefined);
+      // The answer does not depend on it: a failed attach only means the next poll reads Redis again.
+      void d.realtime.adoptOrAttach(s, roomBefore).catch((err: unknown) => d.log.debug({ event_id: s.eventId, err }, 'status: attaching the poller here failed; the next poll reads Redis'));
     }
     op('status', 'ok');
     // the operator's message as this instance last pushed it (a poller not yet attached here gets it from the next poll)

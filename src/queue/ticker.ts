@@ -65,7 +65,7 @@ export class Ticker {
     try {
       events = await this.registry.list();
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'ticker: cannot list events');
+      this.log.warn({ err }, 'ticker: cannot list events');
       return;
     }
     for (const eventId of events) {
@@ -77,7 +77,7 @@ export class Ticker {
           this.log.info({ event_id: eventId, instance: this.opts.instanceId }, 'ticker: lease acquired');
         }
       } catch (err) {
-        this.log.warn({ event_id: eventId, err: (err as Error).message }, 'ticker: lease attempt failed');
+        this.log.warn({ event_id: eventId, err }, 'ticker: lease attempt failed');
       }
     }
   }
@@ -104,7 +104,7 @@ export class Ticker {
       });
     } catch (err) {
       this.metrics.ticks.inc({ result: 'error' });
-      this.log.warn({ event_id: eventId, err: (err as Error).message }, 'ticker: tick failed');
+      this.log.warn({ event_id: eventId, err }, 'ticker: tick failed');
       return;
     } finally {
       end();
@@ -121,7 +121,7 @@ export class Ticker {
     try {
       await this.broker.publish(this.store.keys(eventId).channel, tickOf(eventId, r));
     } catch (err) {
-      this.log.warn({ event_id: eventId, err: (err as Error).message }, 'ticker: publish failed');
+      this.log.warn({ event_id: eventId, err }, 'ticker: publish failed');
     }
     this.onTick?.(eventId, r);
     const now = Date.now();
@@ -130,7 +130,7 @@ export class Ticker {
       try {
         await this.store.cleanup(eventId, this.opts.retentionMs, 500);
       } catch (err) {
-        this.log.warn({ event_id: eventId, err: (err as Error).message }, 'ticker: cleanup failed');
+        this.log.warn({ event_id: eventId, err }, 'ticker: cleanup failed');
       }
     }
   }

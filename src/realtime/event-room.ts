@@ -3,8 +3,8 @@ import type { Metrics } from '../metrics.js';
 import type { Exit, Tick } from '../queue/broker.js';
 import type { EtaParams, EventState, Notice, StatusSnapshot } from '../queue/store.js';
 import { estimate, type Estimate } from '../queue/eta.js';
-import { startUserActor, lifecycleOf, type UserActor } from '../../machines/user-lifecycle.js';
-import { Close, type CloseCode, type ServerMessage } from '../protocol/wire.js';
+import { startUserActor, lifecycleOf, OUTCOMES, type UserActor, type UserEvent } from '../../machines/user-lifecycle.js';
+import { PROTOCOL_VERSION, type CloseCode, type ServerMessage } from '../protocol/wire.js';
 
 // The users of one event attached to this instance, and the fan-out after
 // each tick. Ranks are kept exact without asking Redis per user: each user's
@@ -37,8 +37,14 @@ export interface LocalUser {
   /** 0-based rank in line (ready prefix included), exact as of exit sequence x0 */
   rank: number;
   x0: number;
-  state: 'waiting' | 'ready';
-  readyDeadlineMs: number;
+  /**
+   * The actor's lifecycle state and ready deadline, as read back after each
+   * event the room sends it (EventRoom.drive): the actor is the one source,
+   * these fields its projection for the hot paths (fan-out, polls), which
+   * read them for every user on every tick. Never written anywhere else.
+   */
+  readonly state: 'waiting' | 'ready';
+  readonly readyDeadlineMs: number;
   /** ids of this user's open sockets here; replaced, never edited in place, so a send loop over it is never disturbed by a close */
   sockets: number[];
   /** local ms of the last HTTP poll answered for this user (0 = never) */
@@ -61,6 +67,18 @@ export interface LocalUser {
 }
 
 const RECENT_EXITS_MAX = 100_000;
+
+/** The room's own view of a user: the projected fields are writable here only. */
+type Projected = LocalUser & { state: LocalUser['state']; readyDeadlineMs: number };
+
+/** Read the actor's state back into the user's projected fields. */
+function project(u: Projected): void {
+  const snap = u.actor.getSnapshot();
+  const l = lifecycleOf(snap);
+  // final states are not projected: finish() removes the user right after
+  if (l === 'waiting' || l === 'ready') u.state = l;
+  u.readyDeadlineMs = snap.context.readyDeadlineMs;
+}
 
 export class EventRoom {
   readonly users = new Map<string, LocalUser>();
@@ -111,7 +129,7 @@ export class EventRoom {
     // exits already applied to everyone else but not yet reflected in this read
     for (let i = this.firstExitAfter(s.xseq); i < this.recent.length; i++) if (this.recent[i]![1] < s.seq) rank--;
     const ready = s.state === 'ready';
-    const user: LocalUser = {
+    const user: Projected = {
       token: s.token,
       seq: s.seq,
       joinedMs: s.joinedMs,
@@ -140,6 +158,7 @@ export class EventRoom {
       sockets: sockets.length,
       onDetached: () => onDetached(user),
     });
+    project(user);
     this.users.set(user.token, user);
     this.bySeq.set(user.seq, user);
     this.sortedDirty = true;
@@ -265,9 +284,7 @@ export class EventRoom {
     for (const { seq, readyDeadlineMs } of t.promoted) {
       const u = this.bySeq.get(seq);
       if (!u || u.state !== 'waiting') continue;
-      u.state = 'ready';
-      u.readyDeadlineMs = readyDeadlineMs;
-      u.actor.send({ type: 'PROMOTED', deadlineMs: readyDeadlineMs });
+      this.drive(u, { type: 'PROMOTED', deadlineMs: readyDeadlineMs });
       if (u.firstEta >= 0) {
         const actual = (t.redisTimeMs - u.joinedMs) / 1000;
         const predicted = u.firstEta + (u.firstEtaAt - u.joinedMs) / 1000;
@@ -332,23 +349,61 @@ export class EventRoom {
     }
   }
 
+  /**
+   * What a socket is told first: `welcome` (the whole snapshot), then `ready`
+   * if the user is ready and `paused` if the event is not open. Records it as
+   * pushed, so the next tick sends only what changed.
+   */
+  welcomeMessages(u: LocalUser): ServerMessage[] {
+    const e = this.estimateFor(u);
+    const { type: _position, ...fields } = this.positionMessage(u, e);
+    const out: ServerMessage[] = [
+      {
+        ...fields,
+        type: 'welcome',
+        v: PROTOCOL_VERSION,
+        event_id: this.eventId,
+        ...(u.state === 'ready' ? { ready_deadline: new Date(u.readyDeadlineMs).toISOString() } : {}),
+        // the operator's message when this instance knows it (else a notice follows the room's next tick)
+        ...(this.noticeMs >= 0 ? { message: this.notice } : {}),
+      },
+    ];
+    u.pushedPos = e.position;
+    u.pushedEta = e.etaSec;
+    u.pushedAt = Date.now();
+    if (u.state === 'ready') out.push(this.readyMessage(u));
+    if (this.eventState !== 'open') out.push({ type: 'paused', event_state: this.eventState });
+    return out;
+  }
+
+  /** An enter through this instance's socket is in flight: its completion (with the signed token) finishes the user, not the tick. */
+  enterStarted(u: LocalUser): void {
+    u.entering = true;
+  }
+
+  enterFailed(u: LocalUser): void {
+    u.entering = false;
+  }
+
+  /** Every lifecycle event goes to the user's actor through here, and its state is read back. */
+  drive(u: LocalUser, e: UserEvent): void {
+    u.actor.send(e);
+    project(u as Projected);
+  }
+
   /** The user left the line for good (seen in a tick, or done through this instance). */
   finish(u: LocalUser, reason: string, admittedMsg?: ServerMessage): void {
-    u.actor.send({ type: 'EXITED', reason });
+    this.drive(u, { type: 'EXITED', reason });
     const final = lifecycleOf(u.actor.getSnapshot());
-    const [msg, code]: [ServerMessage, CloseCode] =
-      final === 'admitted'
-        ? [admittedMsg ?? { type: 'admitted' }, Close.ADMITTED]
-        : final === 'left'
-          ? [{ type: 'left' }, Close.LEFT]
-          : [{ type: 'expired', reason }, Close.EXPIRED];
+    const outcome = OUTCOMES[final === 'waiting' || final === 'ready' ? 'expired' : final];
+    const msg = (final === 'admitted' ? admittedMsg : undefined) ?? outcome.message(reason);
     // Detach the list first: closing a socket runs its close handler
     // synchronously, which would edit the list under this loop.
     const ids = u.sockets;
     u.sockets = [];
     for (const id of ids) {
-      this.o.sink.send(id, msg, true);
-      this.o.sink.close(id, code, final);
+      if (msg) this.o.sink.send(id, msg, true);
+      this.o.sink.close(id, outcome.close, outcome.closeReason);
     }
     this.remove(u);
   }

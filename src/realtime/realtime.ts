@@ -133,7 +133,7 @@ export class Realtime {
     } catch (err) {
       // the next tick asks again
       if (room.noticeMs === ms) room.noticeMs = -1;
-      this.log.warn({ event_id: room.eventId, err: (err as Error).message }, 'operator message not read: retrying at the next tick');
+      this.log.warn({ event_id: room.eventId, err }, 'operator message not read: retrying at the next tick');
     }
   }
 
@@ -204,7 +204,7 @@ export class Realtime {
     // A new array, never an edit in place: a send loop over the old one may be running (EventRoom.pushPosition).
     u.sockets = [...u.sockets, socketId];
     u.closedAt = 0;
-    u.actor.send({ type: 'SOCKET_OPENED' });
+    room.drive(u, { type: 'SOCKET_OPENED' });
     if (!u.holding) {
       // back within the grace, or attached by a poll before: this instance holds the place from now
       u.holding = true;
@@ -253,7 +253,7 @@ export class Realtime {
     if (!room || !u) return;
     if (!u.sockets.includes(socketId)) return;
     u.sockets = u.sockets.filter((id) => id !== socketId);
-    u.actor.send({ type: 'SOCKET_CLOSED' });
+    room.drive(u, { type: 'SOCKET_CLOSED' });
     if (u.sockets.length === 0) this.lastSocketClosed(room, u);
   }
 
@@ -377,7 +377,7 @@ export class Realtime {
         }
       }
     } catch (err) {
-      this.log.warn({ event_id: room.eventId, err: (err as Error).message }, 'resync failed');
+      this.log.warn({ event_id: room.eventId, err }, 'resync failed');
     } finally {
       this.resyncing.delete(room.eventId);
     }

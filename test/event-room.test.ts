@@ -89,3 +89,21 @@ describe('event room ranks', () => {
     expect(ranks(late)[3]).toBe(1);
   });
 });
+
+describe('user actors', () => {
+  it('share actor systems in groups, and removing users stops their actors and cancels their timers', () => {
+    const r = room();
+    const users = Array.from({ length: 600 }, (_, i) => r.add(snap(i + 1, i, 0), [i + 1], () => undefined));
+    // the last socket closed: each actor runs its reconnect-grace timer
+    for (const u of users) r.drive(u, { type: 'SOCKET_CLOSED' });
+    const systems = new Set(users.map((u) => u.actor.system));
+    expect(systems.size).toBeGreaterThan(1); // groups, not one system per room
+    expect(systems.size).toBeLessThan(users.length / 100); // and not one per user
+    const scheduled = (): number =>
+      [...systems].reduce((n, s) => n + Object.keys((s as unknown as { _snapshot: { _scheduledEvents: object } })._snapshot._scheduledEvents).length, 0);
+    expect(scheduled()).toBe(600);
+    for (const u of users) r.remove(u);
+    expect(users.every((u) => u.actor.getSnapshot().status === 'stopped')).toBe(true);
+    expect(scheduled()).toBe(0);
+  });
+});

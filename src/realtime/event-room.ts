@@ -3,7 +3,7 @@ import type { Metrics } from '../metrics.js';
 import type { Exit, Tick } from '../queue/broker.js';
 import type { EtaParams, EventState, Notice, StatusSnapshot } from '../queue/store.js';
 import { estimate, type Estimate } from '../queue/eta.js';
-import { startUserActor, lifecycleOf, OUTCOMES, type UserActor, type UserEvent } from '../../machines/user-lifecycle.js';
+import { startUserActor, stopUserActor, lifecycleOf, OUTCOMES, type UserActor, type UserEvent } from '../../machines/user-lifecycle.js';
 import { PROTOCOL_VERSION, type CloseCode, type ServerMessage } from '../protocol/wire.js';
 
 // The users of one event attached to this instance, and the fan-out after
@@ -188,7 +188,7 @@ export class EventRoom {
     this.users.delete(u.token);
     this.bySeq.delete(u.seq);
     this.sortedDirty = true;
-    u.actor.stop();
+    stopUserActor(u.actor);
     this.o.metrics.attachedUsers.dec();
     if (this.users.size === 0) this.emptySince = Date.now();
   }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Logger } from '../log.js';
 import { loadProtos } from '../backends/proto.js';
 import type { ErrorDetail } from '../generated/proto/common/v1/ErrorDetail.js';
 import type { Money } from '../generated/proto/common/v1/Money.js';
@@ -85,121 +86,135 @@ export interface RunningReservationSim extends RunningSim {
   createdByToken(): ReadonlyMap<string, readonly string[]>;
 }
 
-export async function startReservationSim(o: SimOptions = {}): Promise<RunningReservationSim> {
-  const host = o.host ?? '127.0.0.1';
-  const port = checkPort(o.port);
-  const holdMs = checkNonNegative('holdMs', o.holdMs ?? 60_000);
-  const log = defaultLogger(o.log, 'reservation');
-  const sim = new SimServer(log);
+/**
+ * The simulator's in-memory seat map: reservations by id, who holds each
+ * seat, the seats seen per event, create idempotency keys. Holds expire
+ * lazily on read and by a sweep.
+ */
+class SeatBook {
+  readonly byId = new Map<string, Rec>();
+  /** ids of reservations in HOLD */
+  private readonly live = new Set<string>();
+  /** event/seat → reservation id (HOLD or CONFIRMED) */
+  private readonly seatOwner = new Map<string, string>();
+  /** event → every seat id seen (GetInventoryStatus) */
+  readonly knownSeats = new Map<string, Set<string>>();
+  readonly createKeys = new Map<string, { fingerprint: string; response: CreateReservationResponse }>();
+  readonly byToken = new Map<string, string[]>();
 
-  const byId = new Map<string, Rec>();
-  const live = new Set<string>(); // ids of reservations in HOLD
-  const seatOwner = new Map<string, string>(); // event/seat → reservation id (HOLD or CONFIRMED)
-  const knownSeats = new Map<string, Set<string>>(); // event → every seat id seen (GetInventoryStatus)
-  const createKeys = new Map<string, { fingerprint: string; response: CreateReservationResponse }>();
-  const byToken = new Map<string, string[]>();
+  constructor(private readonly log: Logger) {}
 
-  const seatKey = (eventId: string, seatId: string): string => `${eventId}\u0000${seatId}`;
+  private seatKey(eventId: string, seatId: string): string {
+    return `${eventId}\u0000${seatId}`;
+  }
 
-  const release = (r: Rec): void => {
-    for (const s of r.seatIds) if (seatOwner.get(seatKey(r.eventId, s)) === r.id) seatOwner.delete(seatKey(r.eventId, s));
-    live.delete(r.id);
-  };
+  private release(r: Rec): void {
+    for (const s of r.seatIds) if (this.seatOwner.get(this.seatKey(r.eventId, s)) === r.id) this.seatOwner.delete(this.seatKey(r.eventId, s));
+    this.live.delete(r.id);
+  }
 
   /** Lazily expires a HOLD past its hold_expires_at; returns the record. */
-  const current = (r: Rec, now = Date.now()): Rec => {
+  current(r: Rec, now = Date.now()): Rec {
     if (r.status === 'HOLD' && r.holdExpiresAt <= now) {
       r.status = 'EXPIRED';
       r.updatedAt = r.holdExpiresAt;
-      release(r);
-      log.debug({ reservation_id: r.id }, 'hold expired');
+      this.release(r);
+      this.log.debug({ reservation_id: r.id }, 'hold expired');
     }
     return r;
-  };
+  }
 
-  const owner = (eventId: string, seatId: string): Rec | undefined => {
-    const id = seatOwner.get(seatKey(eventId, seatId));
-    const r = id === undefined ? undefined : byId.get(id);
+  /** Expired holds free their seats even when nobody reads them. */
+  sweep(now: number): void {
+    for (const id of [...this.live]) {
+      const r = this.byId.get(id);
+      if (r) this.current(r, now);
+      else this.live.delete(id);
+    }
+  }
+
+  private owner(eventId: string, seatId: string): Rec | undefined {
+    const id = this.seatOwner.get(this.seatKey(eventId, seatId));
+    const r = id === undefined ? undefined : this.byId.get(id);
     if (!r) return undefined;
-    current(r);
+    this.current(r);
     return r.status === 'HOLD' || r.status === 'CONFIRMED' ? r : undefined;
-  };
+  }
 
-  const seatStatus = (eventId: string, seatId: string): SeatStatus__Output => {
-    const r = owner(eventId, seatId);
+  seatStatus(eventId: string, seatId: string): SeatStatus__Output {
+    const r = this.owner(eventId, seatId);
     if (!r) return 'SEAT_STATUS_AVAILABLE';
     return r.status === 'CONFIRMED' ? 'SEAT_STATUS_SOLD' : 'SEAT_STATUS_RESERVED';
-  };
-
-  const seats = (r: Rec): Seat[] => r.seatIds.map((s) => seatFromId(s, seatStatus(r.eventId, s)));
-
-  const remember = (eventId: string, seatIds: readonly string[]): void => {
-    let set = knownSeats.get(eventId);
-    if (!set) knownSeats.set(eventId, (set = new Set()));
-    for (const s of seatIds) set.add(s);
-  };
+  }
 
   /** Details of the seats among seatIds owned by a live reservation other than `self`. */
-  const conflicts = (eventId: string, seatIds: readonly string[], self?: string): ErrorDetail[] => {
+  conflicts(eventId: string, seatIds: readonly string[], self?: string): ErrorDetail[] {
     const out: ErrorDetail[] = [];
     for (const s of seatIds) {
-      const r = owner(eventId, s);
+      const r = this.owner(eventId, s);
       if (r && r.id !== self) out.push(detail('seat_ids', r.status === 'CONFIRMED' ? 'seat already sold' : 'seat held by another reservation', s));
     }
     return out;
-  };
+  }
 
-  const hold = (r: Rec, seatIds: readonly string[]): void => {
-    for (const s of seatIds) seatOwner.set(seatKey(r.eventId, s), r.id);
-    remember(r.eventId, seatIds);
-    live.add(r.id);
-  };
+  hold(r: Rec, seatIds: readonly string[]): void {
+    for (const s of seatIds) this.seatOwner.set(this.seatKey(r.eventId, s), r.id);
+    let set = this.knownSeats.get(r.eventId);
+    if (!set) this.knownSeats.set(r.eventId, (set = new Set()));
+    for (const s of seatIds) set.add(s);
+    this.live.add(r.id);
+  }
 
-  const toMessage = (r: Rec): Reservation => ({
-    reservation_id: r.id,
-    event_id: r.eventId,
-    user_id: r.userId,
-    status: status(r.status),
-    seats: seats(r),
-    quantity: r.seatIds.length,
-    total_amount: total(r.seatIds.length),
-    created_at: ts(r.createdAt),
-    updated_at: ts(r.updatedAt),
-    hold_expires_at: ts(r.holdExpiresAt),
-    payment_intent_id: r.paymentIntentId,
-    order_id: r.orderId,
-    metadata: r.metadata,
-  });
+  toMessage(r: Rec): Reservation {
+    return {
+      reservation_id: r.id,
+      event_id: r.eventId,
+      user_id: r.userId,
+      status: status(r.status),
+      seats: r.seatIds.map((s) => seatFromId(s, this.seatStatus(r.eventId, s))),
+      quantity: r.seatIds.length,
+      total_amount: total(r.seatIds.length),
+      created_at: ts(r.createdAt),
+      updated_at: ts(r.updatedAt),
+      hold_expires_at: ts(r.holdExpiresAt),
+      payment_intent_id: r.paymentIntentId,
+      order_id: r.orderId,
+      metadata: r.metadata,
+    };
+  }
 
   /** NOT_FOUND / FORBIDDEN as an in-band error, else the (lazily expired) record. */
-  const lookup = (ctx: CallContext, reservationId: string, userId: string): Rec | ReturnType<typeof pbError> => {
-    const r = byId.get(reservationId);
+  lookup(ctx: CallContext, reservationId: string, userId: string): Rec | ReturnType<typeof pbError> {
+    const r = this.byId.get(reservationId);
     if (!r) return pbError(ctx, 'ERROR_CODE_NOT_FOUND', `reservation ${reservationId || '(empty id)'} not found`, [detail('reservation_id', 'not found', reservationId)]);
     if (r.userId !== userId) return pbError(ctx, 'ERROR_CODE_FORBIDDEN', 'reservation belongs to another user', [detail('user_id', 'not the owner', userId)]);
-    return current(r);
-  };
-  const isRec = (x: Rec | ReturnType<typeof pbError>): x is Rec => 'eventId' in x;
+    return this.current(r);
+  }
 
-  const cancel = (r: Rec, now: number): CancelReservationResponse => {
+  cancel(r: Rec, now: number): CancelReservationResponse {
     const released = r.seatIds.map((s) => seatFromId(s, 'SEAT_STATUS_AVAILABLE'));
-    release(r);
+    this.release(r);
     r.status = 'CANCELLED';
     r.updatedAt = now;
     r.cancelled = { status: 'RESERVATION_STATUS_CANCELLED', cancelled_at: ts(now), released_seats: released, error: null };
     return r.cancelled;
-  };
+  }
 
-  const confirm = (r: Rec, now: number, orderId: string, paymentIntentId: string): void => {
-    live.delete(r.id);
+  confirm(r: Rec, now: number, orderId: string, paymentIntentId: string): void {
+    this.live.delete(r.id);
     r.status = 'CONFIRMED';
     r.updatedAt = now;
     r.orderId = orderId;
     if (paymentIntentId) r.paymentIntentId = paymentIntentId;
-  };
+  }
+}
 
-  const newOrderId = (): string => `ord_${randomUUID()}`;
+const isRec = (x: Rec | ReturnType<typeof pbError>): x is Rec => 'eventId' in x;
+const newOrderId = (): string => `ord_${randomUUID()}`;
 
-  const reservation: ReservationServiceHandlers = {
+/** reservation.v1.ReservationService over the seat book. */
+function reservationHandlers(sim: SimServer, book: SeatBook, holdMs: number, log: Logger): ReservationServiceHandlers {
+  return {
     CreateReservation: sim.unary(RESERVATION_SERVICE, 'CreateReservation', (req, ctx): CreateReservationResponse => {
       const bad: ErrorDetail[] = [];
       if (!req.event_id) bad.push(detail('event_id', 'required'));
@@ -216,14 +231,14 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
 
       const fingerprint = JSON.stringify([req.event_id, req.seat_ids, req.quantity, req.user_id, req.reservation_token]);
       if (req.idempotency_key) {
-        const seen = createKeys.get(req.idempotency_key);
+        const seen = book.createKeys.get(req.idempotency_key);
         if (seen) {
           if (seen.fingerprint === fingerprint) return seen.response;
           return { error: pbError(ctx, 'ERROR_CODE_IDEMPOTENCY_CONFLICT', 'idempotency key reused with a different request', [detail('idempotency_key', 'reused with a different request', req.idempotency_key)]) };
         }
       }
 
-      const taken = conflicts(req.event_id, req.seat_ids);
+      const taken = book.conflicts(req.event_id, req.seat_ids);
       if (taken.length > 0) {
         return { error: pbError(ctx, 'ERROR_CODE_INVENTORY_CONFLICT', `seat ${taken.map((d) => d.value).join(', ')} not available`, taken) };
       }
@@ -243,9 +258,9 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
         metadata: req.metadata,
         confirmKey: '',
       };
-      byId.set(r.id, r);
-      hold(r, r.seatIds);
-      byToken.set(req.reservation_token, [...(byToken.get(req.reservation_token) ?? []), r.id]);
+      book.byId.set(r.id, r);
+      book.hold(r, r.seatIds);
+      book.byToken.set(req.reservation_token, [...(book.byToken.get(req.reservation_token) ?? []), r.id]);
       const response: CreateReservationResponse = {
         reservation_id: r.id,
         status: 'RESERVATION_STATUS_HOLD',
@@ -255,18 +270,18 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
         payment_url: '',
         error: null,
       };
-      if (req.idempotency_key) createKeys.set(req.idempotency_key, { fingerprint, response });
+      if (req.idempotency_key) book.createKeys.set(req.idempotency_key, { fingerprint, response });
       log.debug({ reservation_id: r.id, event_id: r.eventId, seats: r.seatIds.length }, 'hold created');
       return response;
     }),
 
     GetReservation: sim.unary(RESERVATION_SERVICE, 'GetReservation', (req, ctx) => {
-      const r = lookup(ctx, req.reservation_id, req.user_id);
-      return isRec(r) ? { reservation: toMessage(r), error: null } : { error: r };
+      const r = book.lookup(ctx, req.reservation_id, req.user_id);
+      return isRec(r) ? { reservation: book.toMessage(r), error: null } : { error: r };
     }),
 
     ConfirmReservation: sim.unary(RESERVATION_SERVICE, 'ConfirmReservation', (req, ctx): ConfirmReservationResponse => {
-      const r = lookup(ctx, req.reservation_id, req.user_id);
+      const r = book.lookup(ctx, req.reservation_id, req.user_id);
       if (!isRec(r)) return { error: r };
       if (r.status === 'EXPIRED') return { status: 'RESERVATION_STATUS_EXPIRED', error: pbError(ctx, 'ERROR_CODE_RESERVATION_EXPIRED', 'the hold has expired') };
       if (r.status === 'CONFIRMED' && req.idempotency_key !== '' && req.idempotency_key === r.confirmKey && r.confirmed) {
@@ -279,7 +294,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
         return { status: status(r.status), error: pbError(ctx, 'ERROR_CODE_FAILED_PRECONDITION', `reservation is ${r.status}, not HOLD`) };
       }
       const now = Date.now();
-      confirm(r, now, newOrderId(), req.payment_intent_id);
+      book.confirm(r, now, newOrderId(), req.payment_intent_id);
       r.confirmKey = req.idempotency_key;
       r.confirmed = {
         order_id: r.orderId,
@@ -293,11 +308,11 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
     }),
 
     CancelReservation: sim.unary(RESERVATION_SERVICE, 'CancelReservation', (req, ctx): CancelReservationResponse => {
-      const r = lookup(ctx, req.reservation_id, req.user_id);
+      const r = book.lookup(ctx, req.reservation_id, req.user_id);
       if (!isRec(r)) return { error: r };
       switch (r.status) {
         case 'HOLD':
-          return cancel(r, Date.now());
+          return book.cancel(r, Date.now());
         case 'CANCELLED':
           return r.cancelled ?? { status: 'RESERVATION_STATUS_CANCELLED', cancelled_at: ts(r.updatedAt), released_seats: [], error: null };
         case 'EXPIRED':
@@ -307,16 +322,19 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
           return { status: 'RESERVATION_STATUS_CONFIRMED', error: pbError(ctx, 'ERROR_CODE_FAILED_PRECONDITION', 'a confirmed reservation cannot be cancelled') };
       }
     }),
-  };
+  }
+}
 
-  const inventory: InventoryServiceHandlers = {
+/** A minimal reservation.v1.InventoryService over the same seat book. */
+function inventoryHandlers(sim: SimServer, book: SeatBook, holdMs: number): InventoryServiceHandlers {
+  return {
     CheckAvailability: sim.unary(INVENTORY_SERVICE, 'CheckAvailability', (req, ctx) => {
       if (!req.event_id) return { error: pbError(ctx, 'ERROR_CODE_INVALID_ARGUMENT', 'invalid event_id', [detail('event_id', 'required')]) };
       if (req.seat_ids.length === 0) return { error: pbError(ctx, 'ERROR_CODE_INVALID_ARGUMENT', 'invalid seat_ids', [detail('seat_ids', 'at least one seat id is required (the simulator has no seat map to pick from)')]) };
       if (req.quantity !== 0 && req.quantity !== req.seat_ids.length) {
         return { error: pbError(ctx, 'ERROR_CODE_INVALID_ARGUMENT', 'invalid quantity', [detail('quantity', `must be 0 or equal the number of seat_ids (${req.seat_ids.length})`, String(req.quantity))]) };
       }
-      const list = req.seat_ids.map((s) => seatFromId(s, seatStatus(req.event_id, s)));
+      const list = req.seat_ids.map((s) => seatFromId(s, book.seatStatus(req.event_id, s)));
       return { available: list.every((s) => s.status === 'SEAT_STATUS_AVAILABLE'), seats: list, error: null };
     }),
 
@@ -329,45 +347,45 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
       const now = Date.now();
       const until = req.hold_until && Number(req.hold_until.seconds) > 0 ? Number(req.hold_until.seconds) * 1000 + Math.floor(req.hold_until.nanos / 1e6) : now + holdMs;
       if (until <= now) return { error: pbError(ctx, 'ERROR_CODE_INVALID_ARGUMENT', 'invalid hold_until', [detail('hold_until', 'must be in the future')]) };
-      const existing = byId.get(req.reservation_id);
+      const existing = book.byId.get(req.reservation_id);
       if (existing) {
-        current(existing, now);
+        book.current(existing, now);
         if (existing.eventId !== req.event_id || existing.userId !== req.user_id) {
           return { error: pbError(ctx, 'ERROR_CODE_FAILED_PRECONDITION', 'reservation_id exists for another event or user') };
         }
         if (existing.status !== 'HOLD') return { error: pbError(ctx, 'ERROR_CODE_FAILED_PRECONDITION', `reservation is ${existing.status}, not HOLD`) };
       }
-      const taken = conflicts(req.event_id, req.seat_ids, req.reservation_id);
+      const taken = book.conflicts(req.event_id, req.seat_ids, req.reservation_id);
       if (taken.length > 0) return { error: pbError(ctx, 'ERROR_CODE_INVENTORY_CONFLICT', `seat ${taken.map((d) => d.value).join(', ')} not available`, taken) };
       let r = existing;
       if (!r) {
         r = { id: req.reservation_id, eventId: req.event_id, userId: req.user_id, seatIds: [], status: 'HOLD', createdAt: now, updatedAt: now, holdExpiresAt: until, paymentIntentId: '', orderId: '', metadata: null, confirmKey: '' };
-        byId.set(r.id, r);
+        book.byId.set(r.id, r);
       }
       for (const s of req.seat_ids) if (!r.seatIds.includes(s)) r.seatIds.push(s);
       r.holdExpiresAt = until;
       r.updatedAt = now;
-      hold(r, req.seat_ids);
+      book.hold(r, req.seat_ids);
       return { seats: req.seat_ids.map((s) => seatFromId(s, 'SEAT_STATUS_RESERVED')), error: null };
     }),
 
     CommitReservation: sim.unary(INVENTORY_SERVICE, 'CommitReservation', (req, ctx) => {
-      const r = byId.get(req.reservation_id);
+      const r = book.byId.get(req.reservation_id);
       if (!r) return { error: pbError(ctx, 'ERROR_CODE_NOT_FOUND', `reservation ${req.reservation_id || '(empty id)'} not found`, [detail('reservation_id', 'not found', req.reservation_id)]) };
-      current(r);
+      book.current(r);
       const sold = (): { seats: Seat[]; error: null } => ({ seats: r.seatIds.map((s) => seatFromId(s, 'SEAT_STATUS_SOLD')), error: null });
       if (r.status === 'CONFIRMED' && (req.order_id === '' || req.order_id === r.orderId)) return sold();
       if (r.status === 'EXPIRED') return { error: pbError(ctx, 'ERROR_CODE_RESERVATION_EXPIRED', 'the hold has expired') };
       if (r.status !== 'HOLD') return { error: pbError(ctx, 'ERROR_CODE_FAILED_PRECONDITION', `reservation is ${r.status}, not HOLD`) };
-      confirm(r, Date.now(), req.order_id || newOrderId(), '');
+      book.confirm(r, Date.now(), req.order_id || newOrderId(), '');
       return sold();
     }),
 
     ReleaseHold: sim.unary(INVENTORY_SERVICE, 'ReleaseHold', (req, ctx) => {
-      const r = byId.get(req.reservation_id);
+      const r = book.byId.get(req.reservation_id);
       if (!r) return { error: pbError(ctx, 'ERROR_CODE_NOT_FOUND', `reservation ${req.reservation_id || '(empty id)'} not found`, [detail('reservation_id', 'not found', req.reservation_id)]) };
-      current(r);
-      if (r.status === 'HOLD') return { released_seats: cancel(r, Date.now()).released_seats ?? [], error: null };
+      book.current(r);
+      if (r.status === 'HOLD') return { released_seats: book.cancel(r, Date.now()).released_seats ?? [], error: null };
       if (r.status === 'CONFIRMED') return { error: pbError(ctx, 'ERROR_CODE_FAILED_PRECONDITION', 'a confirmed reservation cannot be released') };
       return { released_seats: [], error: null }; // CANCELLED or EXPIRED: nothing held any more
     }),
@@ -376,29 +394,31 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
       if (!req.event_id) return { error: pbError(ctx, 'ERROR_CODE_INVALID_ARGUMENT', 'invalid event_id', [detail('event_id', 'required')]) };
       let reserved = 0;
       let sold = 0;
-      const known = knownSeats.get(req.event_id) ?? new Set<string>();
+      const known = book.knownSeats.get(req.event_id) ?? new Set<string>();
       for (const s of known) {
-        const st = seatStatus(req.event_id, s);
+        const st = book.seatStatus(req.event_id, s);
         if (st === 'SEAT_STATUS_RESERVED') reserved++;
         else if (st === 'SEAT_STATUS_SOLD') sold++;
       }
       return { total: known.size, available: known.size - reserved - sold, reserved, sold, error: null };
     }),
-  };
+  }
+}
 
+export async function startReservationSim(o: SimOptions = {}): Promise<RunningReservationSim> {
+  const host = o.host ?? '127.0.0.1';
+  const port = checkPort(o.port);
+  const holdMs = checkNonNegative('holdMs', o.holdMs ?? 60_000);
+  const log = defaultLogger(o.log, 'reservation');
+  const sim = new SimServer(log);
+
+  const book = new SeatBook(log);
   const protos = loadProtos();
-  sim.server.addService(protos.reservation.v1.ReservationService.service, reservation);
-  sim.server.addService(protos.reservation.v1.InventoryService.service, inventory);
+  sim.server.addService(protos.reservation.v1.ReservationService.service, reservationHandlers(sim, book, holdMs, log));
+  sim.server.addService(protos.reservation.v1.InventoryService.service, inventoryHandlers(sim, book, holdMs));
 
   // expired holds free their seats even when nobody reads them
-  sim.every(Math.max(20, Math.min(1000, Math.floor(holdMs / 4) || 20)), () => {
-    const now = Date.now();
-    for (const id of [...live]) {
-      const r = byId.get(id);
-      if (r) current(r, now);
-      else live.delete(id);
-    }
-  });
+  sim.every(Math.max(20, Math.min(1000, Math.floor(holdMs / 4) || 20)), () => book.sweep(Date.now()));
 
   let bound: { address: string; port: number };
   try {
@@ -413,7 +433,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
     port: bound.port,
     received: sim.received,
     setMode: (mode, o) => sim.setMode(mode, o),
-    createdByToken: () => byToken,
+    createdByToken: () => book.byToken,
     stop: async () => {
       await sim.stop();
       log.info({ address: bound.address }, 'reservation simulator stopped');

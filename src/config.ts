@@ -210,8 +210,14 @@ export class ConfigError extends Error {}
 
 const durationMs = (d: string): number => (d.endsWith('ms') ? Number(d.slice(0, -2)) : d.endsWith('s') ? Number(d.slice(0, -1)) * 1000 : Number(d));
 
+/** Read, validate and combine the environment: one typed Config, or a ConfigError naming the variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  // Empty strings mean "not set" (common in k8s manifests and .env files).
+  const e = parseEnv(env);
+  return toConfig(e, checkCombinations(e));
+}
+
+/** Each variable on its own, by the schema (empty strings mean "not set": common in k8s manifests and .env files). */
+function parseEnv(env: NodeJS.ProcessEnv): RawEnv {
   const cleaned: Record<string, string> = {};
   for (const key of Object.keys(schema.shape)) {
     const v = env[key];
@@ -222,23 +228,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
-  const e = parsed.data;
-  if (e.QUEUE_LEASE_MS < e.QUEUE_TICK_MS * 2) {
-    throw new ConfigError('invalid configuration:\n  QUEUE_LEASE_MS: must be at least twice QUEUE_TICK_MS');
-  }
-  if (e.REDIS_CLUSTER_MODE && e.REDIS_ADDRESS === undefined) {
-    throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: cluster mode needs the seed nodes (host:port,host:port,...)');
-  }
-  if (e.REDIS_SENTINEL_MASTER && (e.REDIS_CLUSTER_MODE || e.REDIS_ADDRESS === undefined)) {
-    throw new ConfigError('invalid configuration:\n  REDIS_SENTINEL_MASTER: needs REDIS_ADDRESS (the sentinels) and no REDIS_CLUSTER_MODE');
-  }
+  return parsed.data;
+}
+
+/** What the variables decide together, derived once the rules between them hold. */
+interface Derived {
+  embedded: boolean;
+  production: boolean;
+  mode: 'secret' | 'jwks' | undefined;
+  algorithms: string[];
+  devTokens: boolean;
+  targetOrigins: string[];
+  originKeys: string[];
+  origins: string[];
+}
+
+const fail = (name: string, why: string): never => {
+  throw new ConfigError(`invalid configuration:\n  ${name}: ${why}`);
+};
+
+/** The rules between variables, production's stricter ones, and the lists split and checked. */
+function checkCombinations(e: RawEnv): Derived {
+  if (e.QUEUE_LEASE_MS < e.QUEUE_TICK_MS * 2) fail('QUEUE_LEASE_MS', 'must be at least twice QUEUE_TICK_MS');
+  if (e.REDIS_CLUSTER_MODE && e.REDIS_ADDRESS === undefined) fail('REDIS_ADDRESS', 'cluster mode needs the seed nodes (host:port,host:port,...)');
+  if (e.REDIS_SENTINEL_MASTER && (e.REDIS_CLUSTER_MODE || e.REDIS_ADDRESS === undefined)) fail('REDIS_SENTINEL_MASTER', 'needs REDIS_ADDRESS (the sentinels) and no REDIS_CLUSTER_MODE');
   if (!e.REDIS_CLUSTER_MODE && !e.REDIS_SENTINEL_MASTER && e.REDIS_ADDRESS?.includes(',')) {
-    throw new ConfigError('invalid configuration:\n  REDIS_ADDRESS: a list of nodes needs REDIS_CLUSTER_MODE=true (or REDIS_SENTINEL_MASTER for sentinels)');
+    fail('REDIS_ADDRESS', 'a list of nodes needs REDIS_CLUSTER_MODE=true (or REDIS_SENTINEL_MASTER for sentinels)');
   }
   const embedded = e.REDIS_ADDRESS === undefined;
-  const fail = (name: string, why: string): never => {
-    throw new ConfigError(`invalid configuration:\n  ${name}: ${why}`);
-  };
   const production = e.NODE_ENV === 'production';
   // Development conveniences: never in production (the original shipped dev bypass tokens to production).
   if (production && e.DEV_TOKENS_ENABLED) fail('DEV_TOKENS_ENABLED', 'development token minting cannot be enabled with NODE_ENV=production');
@@ -277,6 +294,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const origins = (e.CORS_ALLOW_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
   if (origins.includes('*') && origins.length > 1) fail('CORS_ALLOW_ORIGINS', '"*" cannot be combined with explicit origins');
   for (const o of origins) if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) fail('CORS_ALLOW_ORIGINS', `${o} is not an origin (scheme://host[:port])`);
+  return { embedded, production, mode, algorithms, devTokens, targetOrigins, originKeys, origins };
+}
+
+function toConfig(e: RawEnv, d: Derived): Config {
+  const { embedded, mode, algorithms, devTokens, targetOrigins, originKeys, origins } = d;
   return {
     env: e.NODE_ENV,
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,

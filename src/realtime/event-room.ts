@@ -30,7 +30,8 @@ export interface RoomOptions {
   nearFront: number;
 }
 
-export interface LocalUser {
+/** The room's own record of a user; outside the room it is read-only (LocalUser) and changed through the room's methods. */
+interface RoomUser {
   readonly token: string;
   readonly seq: number;
   readonly joinedMs: number;
@@ -66,10 +67,13 @@ export interface LocalUser {
   firstEtaAt: number;
 }
 
+/** A user attached to this instance, as the rest of the gateway sees it: read-only; the room changes it. */
+export type LocalUser = Readonly<RoomUser>;
+
 const RECENT_EXITS_MAX = 100_000;
 
 /** The room's own view of a user: the projected fields are writable here only. */
-type Projected = LocalUser & { state: LocalUser['state']; readyDeadlineMs: number };
+type Projected = RoomUser & { state: RoomUser['state']; readyDeadlineMs: number };
 
 /** Read the actor's state back into the user's projected fields. */
 function project(u: Projected): void {
@@ -81,9 +85,13 @@ function project(u: Projected): void {
 }
 
 export class EventRoom {
-  readonly users = new Map<string, LocalUser>();
-  private readonly bySeq = new Map<number, LocalUser>();
-  private sorted: LocalUser[] = [];
+  private readonly members = new Map<string, RoomUser>();
+  /** the users attached here, by waiting token */
+  get users(): ReadonlyMap<string, LocalUser> {
+    return this.members;
+  }
+  private readonly bySeq = new Map<number, RoomUser>();
+  private sorted: RoomUser[] = [];
   private sortedDirty = false;
   /** exits seen in tick messages, for users whose first read predates them */
   private recent: [number, number][] = [];
@@ -116,7 +124,7 @@ export class EventRoom {
 
   /** A user read from Redis (status script) joins this instance's view. */
   add(s: StatusSnapshot, sockets: number[], onDetached: (u: LocalUser) => void): LocalUser {
-    const existing = this.users.get(s.token);
+    const existing = this.members.get(s.token);
     if (existing) return existing;
     if (this.lastTickAt === 0) {
       this.readyCount = s.readyCount;
@@ -159,7 +167,7 @@ export class EventRoom {
       onDetached: () => onDetached(user),
     });
     project(user);
-    this.users.set(user.token, user);
+    this.members.set(user.token, user);
     this.bySeq.set(user.seq, user);
     this.sortedDirty = true;
     this.o.metrics.attachedUsers.inc();
@@ -183,17 +191,17 @@ export class EventRoom {
     return lo;
   }
 
-  remove(u: LocalUser): void {
-    if (this.users.get(u.token) !== u) return;
-    this.users.delete(u.token);
+  remove(u: RoomUser): void {
+    if (this.members.get(u.token) !== u) return;
+    this.members.delete(u.token);
     this.bySeq.delete(u.seq);
     this.sortedDirty = true;
     stopUserActor(u.actor);
     this.o.metrics.attachedUsers.dec();
-    if (this.users.size === 0) this.emptySince = Date.now();
+    if (this.members.size === 0) this.emptySince = Date.now();
   }
 
-  estimateFor(u: LocalUser): Estimate {
+  estimateFor(u: RoomUser): Estimate {
     const e = estimate(u.rank, this.readyCount, u.state === 'waiting', this.eta, this.o.tickMs, this.o.pollTimeoutMs);
     this.noteFirstEta(u, e);
     return e;
@@ -203,7 +211,7 @@ export class EventRoom {
     return Date.now() + this.clockOffsetMs;
   }
 
-  positionMessage(u: LocalUser, e: Estimate): ServerMessage & { type: 'position' } {
+  positionMessage(u: RoomUser, e: Estimate): ServerMessage & { type: 'position' } {
     return {
       type: 'position',
       status: u.state,
@@ -218,7 +226,7 @@ export class EventRoom {
     };
   }
 
-  readyMessage(u: LocalUser): ServerMessage {
+  readyMessage(u: RoomUser): ServerMessage {
     return {
       type: 'ready',
       position: 1,
@@ -228,7 +236,7 @@ export class EventRoom {
   }
 
   /** Sends the current position to one user (first message after a socket opens, or a coalesced update). */
-  pushPosition(u: LocalUser, force: boolean): void {
+  pushPosition(u: RoomUser, force: boolean): void {
     if (u.sockets.length === 0) return;
     const e = this.estimateFor(u);
     if (!force) {
@@ -248,16 +256,16 @@ export class EventRoom {
     }
   }
 
-  private noteFirstEta(u: LocalUser, e: Estimate): void {
+  private noteFirstEta(u: RoomUser, e: Estimate): void {
     if (u.firstEta < 0 && u.state === 'waiting') {
       u.firstEta = e.etaSec;
       u.firstEtaAt = this.redisNow();
     }
   }
 
-  private ensureSorted(): LocalUser[] {
+  private ensureSorted(): RoomUser[] {
     if (this.sortedDirty) {
-      this.sorted = [...this.users.values()].sort((a, b) => a.seq - b.seq);
+      this.sorted = [...this.members.values()].sort((a, b) => a.seq - b.seq);
       this.sortedDirty = false;
     }
     return this.sorted;
@@ -303,13 +311,13 @@ export class EventRoom {
       // paused and closed both stop admissions: tell everyone; back to open: resumed
       const note: ServerMessage | undefined =
         t.state !== 'open' ? { type: 'paused', event_state: t.state } : prev !== 'open' ? { type: 'resumed', event_state: t.state } : undefined;
-      if (note) for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, note, true);
+      if (note) for (const u of this.members.values()) for (const id of u.sockets) this.o.sink.send(id, note, true);
     }
     this.readyCount = t.readyCount;
     this.qlen = t.inLine;
     const e = t.eta;
     this.eta = { rate: e.rate, rw: e.rw, share: e.share, conf: e.conf, spread: e.spread, tokens: e.tokens };
-    for (const u of this.users.values()) this.pushPosition(u, stateChanged);
+    for (const u of this.members.values()) this.pushPosition(u, stateChanged);
     this.o.metrics.fanoutDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     if (gap) {
       this.o.log.warn({ event_id: this.o.eventId, last: this.lastXs, got: exits[0]?.exitSeq ?? t.lastExitSeq }, 'tick message gap: resynchronising ranks');
@@ -322,7 +330,7 @@ export class EventRoom {
   setNotice(notice: Notice | null): void {
     this.notice = notice;
     const msg: ServerMessage = { type: 'notice', message: notice };
-    for (const u of this.users.values()) for (const id of u.sockets) this.o.sink.send(id, msg, true);
+    for (const u of this.members.values()) for (const id of u.sockets) this.o.sink.send(id, msg, true);
   }
 
   private applyExits(exits: readonly Exit[]): void {
@@ -354,7 +362,7 @@ export class EventRoom {
    * if the user is ready and `paused` if the event is not open. Records it as
    * pushed, so the next tick sends only what changed.
    */
-  welcomeMessages(u: LocalUser): ServerMessage[] {
+  welcomeMessages(u: RoomUser): ServerMessage[] {
     const e = this.estimateFor(u);
     const { type: _position, ...fields } = this.positionMessage(u, e);
     const out: ServerMessage[] = [
@@ -377,22 +385,63 @@ export class EventRoom {
   }
 
   /** An enter through this instance's socket is in flight: its completion (with the signed token) finishes the user, not the tick. */
-  enterStarted(u: LocalUser): void {
+  enterStarted(u: RoomUser): void {
     u.entering = true;
   }
 
-  enterFailed(u: LocalUser): void {
+  enterFailed(u: RoomUser): void {
     u.entering = false;
   }
 
+  // ---- liveness bookkeeping: Realtime owns the policy (docs/PROTOCOL.md,
+  // section 6) and tells the room; the room alone writes the fields
+
+  /** A socket of the user opened here. A new array, never an edit in place: a send loop over the old one may be running (pushPosition). */
+  socketAdded(u: LocalUser, socketId: number): void {
+    const w = u as RoomUser;
+    w.sockets = [...w.sockets, socketId];
+    w.closedAt = 0;
+  }
+
+  /** A socket of the user closed; false when it was not one of theirs. */
+  socketRemoved(u: LocalUser, socketId: number): boolean {
+    if (!u.sockets.includes(socketId)) return false;
+    (u as RoomUser).sockets = u.sockets.filter((id) => id !== socketId);
+    return true;
+  }
+
+  /** This instance's last socket for the user closed at `now`: its hold claim is no longer renewed. */
+  lastSocketClosed(u: LocalUser, now: number): void {
+    const w = u as RoomUser;
+    w.closedAt = now;
+    w.holding = false;
+  }
+
+  /** This instance's hold claim for the user's sockets is recorded (or queued) in Redis. */
+  holdClaimed(u: LocalUser): void {
+    (u as RoomUser).holding = true;
+  }
+
+  /** A status poll for the user was answered here at `now`; `recorded`: its claim is in Redis already (answered from Redis). */
+  polled(u: LocalUser, now: number, recorded: boolean): void {
+    const w = u as RoomUser;
+    w.lastPollAt = now;
+    if (recorded) w.pollClaimedAt = now;
+  }
+
+  /** The claim of the last poll answered here is recorded now. */
+  pollClaimRecorded(u: LocalUser): void {
+    (u as RoomUser).pollClaimedAt = u.lastPollAt;
+  }
+
   /** Every lifecycle event goes to the user's actor through here, and its state is read back. */
-  drive(u: LocalUser, e: UserEvent): void {
+  drive(u: RoomUser, e: UserEvent): void {
     u.actor.send(e);
     project(u as Projected);
   }
 
   /** The user left the line for good (seen in a tick, or done through this instance). */
-  finish(u: LocalUser, reason: string, admittedMsg?: ServerMessage): void {
+  finish(u: RoomUser, reason: string, admittedMsg?: ServerMessage): void {
     this.drive(u, { type: 'EXITED', reason });
     const final = lifecycleOf(u.actor.getSnapshot());
     const outcome = OUTCOMES[final === 'waiting' || final === 'ready' ? 'expired' : final];
@@ -410,14 +459,14 @@ export class EventRoom {
 
   /** Rebuild ranks after a lost message: one call for everyone (see Realtime.resync). */
   applyRanks(tokens: readonly string[], xseq: number, ranks: readonly number[]): LocalUser[] {
-    const gone: LocalUser[] = [];
+    const gone: RoomUser[] = [];
     // Exits with a later sequence number than the read were applied here while
     // the read was in flight: the read does not reflect them, so take them off
     // (as add() does); exits still in flight are applied later since x0 covers
     // only what the read and this room have seen.
     const later = this.recent.slice(this.firstExitAfter(xseq));
     tokens.forEach((t, i) => {
-      const u = this.users.get(t);
+      const u = this.members.get(t);
       if (!u) return;
       const r = ranks[i]!;
       if (r < 0) gone.push(u);

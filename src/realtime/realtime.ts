@@ -160,7 +160,7 @@ export class Realtime {
         if (!s) return { ok: false, state: 'unknown', reason: 'unknown token' };
         if (s.state !== 'waiting' && s.state !== 'ready') return { ok: false, state: s.state, reason: s.reason };
         const user = room.add(s, [], (u) => this.detached(room, u));
-        if (forSocket) user.holding = true;
+        if (forSocket) room.holdClaimed(user);
         return { ok: true, room, user };
       })().finally(() => this.attaching.delete(token));
       this.attaching.set(token, p);
@@ -175,16 +175,13 @@ export class Realtime {
    * fresh read.
    */
   async adoptOrAttach(s: StatusSnapshot, roomBefore: EventRoom | undefined): Promise<void> {
-    const polled = (u: LocalUser): void => {
-      u.lastPollAt = Date.now();
-      u.pollClaimedAt = u.lastPollAt;
-    };
+    // the read that answered the poll claimed it in Redis already
     if (roomBefore && this.rooms.get(s.eventId) === roomBefore) {
-      polled(roomBefore.add(s, [], (x) => this.detached(roomBefore, x)));
+      roomBefore.polled(roomBefore.add(s, [], (x) => this.detached(roomBefore, x)), Date.now(), true);
       return;
     }
     const r = await this.attach(s.token, false);
-    if (r.ok) polled(r.user);
+    if (r.ok) r.room.polled(r.user, Date.now(), true);
   }
 
   /** The user entered or left through this instance: tell their sockets now. */
@@ -201,13 +198,11 @@ export class Realtime {
   }
 
   socketOpened(room: EventRoom, u: LocalUser, socketId: number): void {
-    // A new array, never an edit in place: a send loop over the old one may be running (EventRoom.pushPosition).
-    u.sockets = [...u.sockets, socketId];
-    u.closedAt = 0;
+    room.socketAdded(u, socketId);
     room.drive(u, { type: 'SOCKET_OPENED' });
     if (!u.holding) {
       // back within the grace, or attached by a poll before: this instance holds the place from now
-      u.holding = true;
+      room.holdClaimed(u);
       this.queueClaim(room.eventId, [u.token, 'hold', this.holdMsFor(room)]);
     }
   }
@@ -231,19 +226,18 @@ export class Realtime {
    */
   private lastSocketClosed(room: EventRoom, u: LocalUser): void {
     const now = Date.now();
-    u.closedAt = now;
-    u.holding = false;
+    room.lastSocketClosed(u, now);
     this.queueClaim(room.eventId, [u.token, 'hold', room.reconnectGraceMs]);
-    const poll = this.pollClaim(u, now);
+    const poll = this.pollClaim(room, u, now);
     if (poll) this.queueClaim(room.eventId, poll);
   }
 
   /** The claim of a poll answered from memory and not recorded yet, if it still counts. */
-  private pollClaim(u: LocalUser, now: number): LivenessClaim | undefined {
+  private pollClaim(room: EventRoom, u: LocalUser, now: number): LivenessClaim | undefined {
     if (u.lastPollAt <= u.pollClaimedAt) return undefined;
     const left = this.o.pollTimeoutMs - (now - u.lastPollAt);
     if (left <= 0) return undefined;
-    u.pollClaimedAt = u.lastPollAt;
+    room.pollClaimRecorded(u);
     return [u.token, 'poll', left];
   }
 
@@ -251,8 +245,7 @@ export class Realtime {
     const room = this.rooms.get(eventId);
     const u = room?.users.get(token);
     if (!room || !u) return;
-    if (!u.sockets.includes(socketId)) return;
-    u.sockets = u.sockets.filter((id) => id !== socketId);
+    if (!room.socketRemoved(u, socketId)) return;
     room.drive(u, { type: 'SOCKET_CLOSED' });
     if (u.sockets.length === 0) this.lastSocketClosed(room, u);
   }
@@ -281,7 +274,7 @@ export class Realtime {
     if (!room || !user || this.resyncing.has(eventId)) return undefined;
     // Stale view (no tick message for a while: ticker failover, Redis trouble): ask Redis instead.
     if (room.lastTickAt === 0 || Date.now() - room.lastTickAt > Math.max(2000, this.o.tickMs * 8)) return undefined;
-    user.lastPollAt = Date.now();
+    room.polled(user, Date.now(), false);
     return { room, user, estimate: room.estimateFor(user) };
   }
 
@@ -310,9 +303,9 @@ export class Realtime {
     for (const u of room.users.values()) {
       if (u.sockets.length > 0) {
         claims.push([u.token, 'hold', hold]);
-        u.holding = true;
+        room.holdClaimed(u);
       }
-      const poll = this.pollClaim(u, now);
+      const poll = this.pollClaim(room, u, now);
       if (poll) claims.push(poll);
       else if (u.sockets.length === 0 && u.lastPollAt > u.closedAt && now - u.lastPollAt >= this.o.pollTimeoutMs) {
         // a poller that stopped polling (its socket, if any, closed longer than the grace ago): let go here

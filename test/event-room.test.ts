@@ -107,3 +107,28 @@ describe('user actors', () => {
     expect(scheduled()).toBe(0);
   });
 });
+
+describe('user actor creation', () => {
+  it('a user created straight into its state behaves as one started through boot', async () => {
+    const { createActor } = await import('xstate');
+    const { userLifecycle, startUserActor, stopUserActor } = await import('../machines/user-lifecycle.js');
+    for (const sockets of [0, 1, 2]) {
+      const input = { state: 'waiting' as const, readyDeadlineMs: 0, reconnectGraceMs: 20, clockOffsetMs: 0, sockets, onDetached: () => undefined };
+      const direct = startUserActor(input);
+      const booted = createActor(userLifecycle, { input }).start();
+      expect(direct.getSnapshot().value).toEqual(booted.getSnapshot().value);
+      expect(direct.getSnapshot().context).toEqual(booted.getSnapshot().context);
+      // the same events lead to the same states, timers included (the reconnect grace)
+      const deadline = Date.now() + 60_000;
+      for (const e of [{ type: 'SOCKET_OPENED' }, { type: 'SOCKET_CLOSED' }, { type: 'SOCKET_CLOSED' }, { type: 'PROMOTED', deadlineMs: deadline }] as const) {
+        direct.send(e);
+        booted.send(e);
+        expect(direct.getSnapshot().value).toEqual(booted.getSnapshot().value);
+      }
+      await new Promise((r) => setTimeout(r, 60));
+      expect(direct.getSnapshot().value).toEqual(booted.getSnapshot().value);
+      stopUserActor(direct);
+      booted.stop();
+    }
+  });
+});

@@ -18,8 +18,12 @@ beforeAll(async () => {
   gw = await startInProcessGateway(redis.address, { ADMIN_TOKEN: ADMIN, QUEUE_POLL_TIMEOUT_SEC: '5', QUEUE_TICK_MS: '100', QUEUE_LEASE_MS: '1000' });
 });
 afterAll(async () => {
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
 });
 
 describe('liveness', () => {

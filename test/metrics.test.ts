@@ -27,8 +27,12 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
 });
 
 /** Sum of all samples of a metric family line prefix (counter/gauge value or histogram _count). */

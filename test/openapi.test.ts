@@ -29,8 +29,12 @@ beforeAll(async () => {
   doc = docReply.status === 200 ? (JSON.parse(text) as Json) : {};
 });
 afterAll(async () => {
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
 });
 
 const paths = (): Record<string, Json> => (doc.paths ?? {}) as Record<string, Json>;

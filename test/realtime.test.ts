@@ -18,8 +18,12 @@ beforeAll(async () => {
   gw = await startInProcessGateway(redis.address, { ADMIN_TOKEN: ADMIN, QUEUE_TICK_MS: '50', QUEUE_LEASE_MS: '1000' });
 });
 afterAll(async () => {
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
 });
 
 const join = async (event: string): Promise<string> => {

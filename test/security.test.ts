@@ -62,8 +62,12 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
 });
 
 /** join as `sub`, wait for ready, enter: the reservation token */

@@ -23,8 +23,12 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   sub?.disconnect();
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
 });
 
 describe('tick messages', () => {

@@ -21,8 +21,12 @@ beforeAll(async () => {
   gw = await startInProcessGateway(redis.address, { QUEUE_AUTO_CREATE_EVENTS: 'true', OBSERVABILITY_SAMPLE_RATE: '0' });
 });
 afterAll(async () => {
-  await gw?.stop();
-  await redis?.stop();
+  // a gateway that fails to stop must not leave its redis-server behind
+  try {
+    await gw?.stop();
+  } finally {
+    await redis?.stop();
+  }
   await stopTracing();
 });
 

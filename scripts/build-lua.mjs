@@ -4,9 +4,11 @@
 // protocol version so two gateway versions never share a command name with
 // different semantics during a rollout. Run by `npm run build`; never edit the output.
 //
-// lua/status-codes.json is the one table of status codes: it becomes the
-// include `includes/status` (`local S = { JOINED = 1, ... }`, so scripts
-// return `{S.JOINED, ...}`) and ScriptStatus in the TypeScript output.
+// lua/status-codes.json is the one table of status codes. Scripts name them
+// (`return {S.JOINED, ...}`, after `--- @include "includes/status"`); the
+// bundle has the numbers in their place, so no script builds a table of
+// codes on every call (status and join run per request). The same table
+// becomes ScriptStatus in the TypeScript output.
 import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,10 +29,9 @@ const { codes } = JSON.parse(readFileSync(join(luaDir, 'status-codes.json'), 'ut
     numbers.add(n);
   }
 }
+const codeOf = new Map(codes.map(([name, n]) => [name, n]));
 const generatedIncludes = {
-  'includes/status':
-    `-- GENERATED from lua/status-codes.json by scripts/build-lua.mjs: status codes, one meaning per number across all scripts\n` +
-    `local S = {${codes.map(([name, n]) => `${name} = ${n}`).join(', ')}}\n`,
+  'includes/status': `-- status codes: lua/status-codes.json; the build writes each S.<name> as its number\n`,
 };
 
 function resolveIncludes(source, seen, from) {
@@ -57,11 +58,14 @@ for (const file of readdirSync(luaDir).sort()) {
     continue;
   }
   const [, command, keys] = m;
-  const lua = resolveIncludes(readFileSync(join(luaDir, file), 'utf8'), new Set(), file);
-  // a misspelt status is nil in Lua and would truncate the reply: refuse it here
-  for (const [, name] of lua.matchAll(/\bS\.([A-Za-z_]+)/g)) {
-    if (!codes.some(([n]) => n === name)) throw new Error(`lua/${file}: S.${name} is not in lua/status-codes.json`);
-  }
+  const source = resolveIncludes(readFileSync(join(luaDir, file), 'utf8'), new Set(), file);
+  if (/\bS\./.test(source) && !source.includes('-- status codes: lua/status-codes.json')) throw new Error(`lua/${file}: uses a status name without --- @include "includes/status"`);
+  // each status name becomes its number; a name the table lacks is refused here
+  const lua = source.replace(/\bS\.([A-Za-z_]+)/g, (_m, name) => {
+    const n = codeOf.get(name);
+    if (n === undefined) throw new Error(`lua/${file}: S.${name} is not in lua/status-codes.json`);
+    return String(n);
+  });
   const camel = command.replace(/-([a-z])/g, (_s, c) => c.toUpperCase());
   scripts.push({
     key: camel,

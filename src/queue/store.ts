@@ -2,7 +2,7 @@ import type { RedisClient } from '../redis/connect.js';
 import { callStore, storeError } from '../redis/connect.js';
 import type { ScriptKey, ScriptStatusName } from '../generated/lua.js';
 import { AppError, type ErrorCode } from '../errors.js';
-import { num, records, statusOf, str, unexpected } from '../redis/replies.js';
+import { num, records, statusName, statusOf, str, unexpected } from '../redis/replies.js';
 import { eventKeys, userKey, type EventKeys } from '../redis/keys.js';
 import { tokenEvent } from './token.js';
 
@@ -271,11 +271,20 @@ export class QueueStore {
       for (const it of b.items) it.reject(err);
       return;
     }
-    const replies = decodeJoinBatch(r);
+    if (!Array.isArray(r) || r.length < b.items.length * 4) {
+      const err = new AppError('INTERNAL', `script joinBatch answered ${Array.isArray(r) ? r.length / 4 : 0} of ${b.items.length} joins`);
+      for (const it of b.items) it.reject(err);
+      return;
+    }
     b.items.forEach((it, i) => {
-      const j = replies[i];
-      if (!j) it.reject(new AppError('INTERNAL', `script joinBatch answered ${replies.length} of ${b.items.length} joins`));
-      else if (j.status === 'JOINED') it.resolve({ token: j.token, position: j.position, created: j.created });
+      let j: JoinReply;
+      try {
+        j = decodeJoin(r, i);
+      } catch (err) {
+        it.reject(err);
+        return;
+      }
+      if (j.status === 'JOINED') it.resolve({ token: j.token, position: j.position, created: j.created });
       else if (j.status === 'DUPLICATE') it.reject(refuse('DUPLICATE', { waiting_token: j.token, position: j.position, status: j.state }));
       else it.reject(refuse(j.status));
     });
@@ -480,22 +489,21 @@ type JoinReply =
   | { status: 'DUPLICATE'; token: string; position: number; state: UserState | 'unknown' }
   | { status: 'EVENT_NOT_FOUND' | 'EVENT_CLOSED' };
 
-/** join-batch: four fields per join, in the order the joins were sent */
-function decodeJoinBatch(r: unknown): JoinReply[] {
-  return records(r, 4, ([code, token, position, last]) => {
-    const status = statusOf('joinBatch', [code]);
-    switch (status) {
-      case 'JOINED':
-        return { status, token: str(token), position: num(position), created: num(last) === 1 };
-      case 'DUPLICATE':
-        return { status, token: str(token), position: num(position), state: stateNames[str(last)] ?? 'unknown' };
-      case 'EVENT_NOT_FOUND':
-      case 'EVENT_CLOSED':
-        return { status };
-      default:
-        throw unexpected('joinBatch', status);
-    }
-  });
+/** join-batch: four fields per join, in the order the joins were sent; the i-th join's (read in place: this runs per join) */
+function decodeJoin(r: readonly unknown[], i: number): JoinReply {
+  const at = i * 4;
+  const status = statusName('joinBatch', r[at]);
+  switch (status) {
+    case 'JOINED':
+      return { status, token: str(r[at + 1]), position: num(r[at + 2]), created: num(r[at + 3]) === 1 };
+    case 'DUPLICATE':
+      return { status, token: str(r[at + 1]), position: num(r[at + 2]), state: stateNames[str(r[at + 3])] ?? 'unknown' };
+    case 'EVENT_NOT_FOUND':
+    case 'EVENT_CLOSED':
+      return { status };
+    default:
+      throw unexpected('joinBatch', status);
+  }
 }
 
 /** status: null for an unknown token */

@@ -8,12 +8,16 @@ import { AppError } from '../errors.js';
 
 const names = new Map<number, ScriptStatusName>(Object.entries(ScriptStatus).map(([name, n]) => [n, name as ScriptStatusName]));
 
-/** The status name of a reply's first field; a code no table has is a bug in a script (500), never guessed at. */
-export function statusOf(script: string, reply: unknown): ScriptStatusName {
-  const code = Array.isArray(reply) ? Number(reply[0]) : Number.NaN;
-  const name = names.get(code);
+/** The name of a status code; a code no table has is a bug in a script (500), never guessed at. */
+export function statusName(script: string, code: unknown): ScriptStatusName {
+  const name = names.get(Number(code));
   if (!name) throw new AppError('INTERNAL', `script ${script} answered with status ${String(code)}, which lua/status-codes.json does not define`);
   return name;
+}
+
+/** The status name of a reply's first field. */
+export function statusOf(script: string, reply: unknown): ScriptStatusName {
+  return statusName(script, Array.isArray(reply) ? reply[0] : undefined);
 }
 
 /** A reply the caller did not expect from this script (a status it never returns here). */

@@ -14,7 +14,7 @@ const layers = [
   ['backends', '^src/backends/'],
   ['http edge', '^src/http/'],
   ['composition', '^src/gateway\\.ts$'],
-  ['development entry', '^src/(main\\.ts|dev/|sim/)'],
+  ['development entry', '^src/(main\\.ts|dev/|sim/|tools/)'],
 ];
 
 const upward = layers.slice(0, -1).map(([name, path], i) => ({

@@ -35,6 +35,8 @@ const snap = (seq: number): StatusSnapshot => ({
   seq,
   xseq: 0,
   reconnectGraceSec: 30,
+  startsMs: 0,
+  endReason: '',
 });
 
 function heap(): number {

@@ -1,4 +1,4 @@
-// `npm run bench` [-- --quick] [-- --only=join,status,flow,ws,multi,eta]
+// `npm run bench` [-- --quick] [-- --only=join,status,flow,ws,multi,eta,adaptive]
 //
 // Starts Redis, the gateway and a bare uWebSockets.js baseline on loopback,
 // runs each scenario, prints one table and writes bench/results/<date>.json
@@ -418,6 +418,24 @@ async function main(): Promise<void> {
       rows.push({ scenario: sc, metric: 'in line: median abs err / actual wait', value: l.median_rel_err! });
       rows.push({ scenario: sc, metric: 'in line: median / p90 abs err s', value: `${l.median_abs_err_sec} / ${l.p90_abs_err_sec}` });
       rows.push({ scenario: sc, metric: 'in line: inside range', value: l.inside_range_share! });
+    }
+    // ---- (7) the backend degrades mid-sale: adaptive outflow on and off (its own gateway, simulators and Redis)
+    if (want('adaptive')) {
+      const seconds = quick ? 90 : 180;
+      say(`adaptive: ${seconds} s per run, backend healthy -> latency x4 -> +5 % errors -> recovered, adaptive on then off`);
+      const out = await new Promise<string>((resolve, reject) => {
+        const c = track(spawn(process.execPath, [join(root, 'dist', 'bench', 'adaptive.js'), `--seconds=${seconds}`, `--out=${join(root, 'bench', 'results', 'adaptive-outflow.svg')}`], { stdio: ['ignore', 'pipe', 'inherit'] }));
+        let text = '';
+        c.stdout?.on('data', (b: Buffer) => (text += b.toString()));
+        c.on('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`bench/adaptive exited ${code}`))));
+      });
+      process.stdout.write(out);
+      results.adaptive = out;
+      // the per-phase table: | phase | on: admitted | ok | p95 | errors | off: admitted | ok | p95 | errors |
+      for (const line of out.split('\n').filter((l) => /^\| (healthy|latency|\+5|recovered)/.test(l))) {
+        const f = line.split('|').map((x) => x.trim()).filter(Boolean);
+        rows.push({ scenario: `adaptive outflow: ${f[0]}`, metric: 'admitted / reservations ok / p95 ms / errors: adaptive | fixed', value: `${f[1]} / ${f[2]} / ${f[3]} / ${f[4]} | ${f[5]} / ${f[6]} / ${f[7]} / ${f[8]}` });
+      }
     }
   } finally {
     if (gw) await gw.stop();

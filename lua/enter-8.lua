@@ -9,6 +9,7 @@
           (joined with a JWT) can only be entered by that user; an anonymous
           place entered with a user is bound to them, unless they already
           hold another place in this event (one place per user)
+  ARGV[6] admission token lifetime, ms (an admitted user's session slot lasts that long)
   ARGV[5] "1" when user authentication is configured: then an event whose
           access is "user" is entered by a verified user only; an event whose
           access is "anonymous" is entered with the waiting token alone (the
@@ -19,9 +20,11 @@
           {NOT_OWNER} the place belongs to another user;
           {HOLDS_OTHER_PLACE, otherToken} the user already holds another place in this event;
           {USER_REQUIRED} a verified user is required to enter this event;
-          {TOKEN_NOT_FOUND}; {NOT_READY, rank} still waiting;
+          {TOKEN_NOT_FOUND}; {NOT_READY, position} still waiting (0: in the
+          pre-queue, before the draw);
           {ALREADY_ADMITTED, admittedMs, joinedMs, boundUser} (the gateway gives the
-          same admission again); {FINISHED, state, reason} expired or left.
+          same admission again); {FINISHED, state, reason} expired or left
+          (or still waiting when the event ended: x, ended).
 ]]
 --- @include "includes/status"
 --- @include "includes/now"
@@ -38,7 +41,8 @@ if not s then
   return {S.TOKEN_NOT_FOUND}
 end
 local caller = ARGV[4]
-local access = redis.call('HGET', base .. 'cfg', 'access') or 'user'
+local ev = redis.call('HMGET', base .. 'cfg', 'access', 'state')
+local access = ev[1] or 'user'
 if access == 'anonymous' then
   caller = ''
 elseif ARGV[5] == '1' and caller == '' then
@@ -47,7 +51,14 @@ end
 if rec[7] and rec[7] ~= '' and caller ~= '' and rec[7] ~= caller then
   return {S.NOT_OWNER}
 end
-if s == 'w' then
+if (s == 'w' or s == 'p') and ev[2] == 'ended' then
+  return {S.FINISHED, 'x', 'ended'}
+end
+if s == 'p' and (ev[2] == 'prequeue' or ev[2] == 'scheduled') then
+  -- no position before the draw
+  return {S.NOT_READY, 0}
+end
+if s == 'w' or s == 'p' then
   return {S.NOT_READY, (redis.call('ZRANK', K.q, tok) or -1) + 1}
 end
 if s == 'a' then
@@ -77,4 +88,7 @@ if caller ~= '' and (not rec[7] or rec[7] == '') then
 end
 finishUser(K, base, tok, 'a', 'entered', now, false)
 redis.call('HSET', KEYS[1], 'ad', now)
+-- an admitted user holds their session slot (max_active_sessions) until the
+-- admission expires or is used (session-end-1.lua); XX: only when the event counts them
+redis.call('ZADD', base .. 'active', 'XX', now + tonumber(ARGV[6]), tok)
 return {S.ADMITTED, rec[3] or '0', now, rec[6] or '0', rec[7] or ''}

@@ -22,8 +22,15 @@
   where etaFields = rate, rw, share, conf, spread, tokens (strings; Lua numbers
   would be truncated to integers on the way out), followed by
   seq (the user's line sequence), xseq (exits so far: the rank is exact as
-  of that exit, so an instance can keep it exact from tick messages) and the
-  event's reconnect grace in seconds.
+  of that exit, so an instance can keep it exact from tick messages), the
+  event's reconnect grace in seconds, its start (ms, 0 = no schedule) and,
+  once it ended, the end's reason.
+
+  State `p` (a pre-queue place) is answered as `p` while the event has not
+  drawn (its rank is for the gateway's own bookkeeping and is never shown:
+  a position before the start would let people rejoin until they like it),
+  and as `w` after. In an ended event a place still waiting is answered as
+  expired with reason `ended` (the tick marks such places in bounded steps).
 ]]
 --- @include "includes/status"
 --- @include "includes/now"
@@ -36,16 +43,24 @@ local s = rec[1]
 if not s then
   return {S.TOKEN_NOT_FOUND}
 end
+local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate', 'reconnect_grace_sec', 'starts_ms', 'end_reason', 'ended_ms')
+local evState = cfg[1] or 'closed'
+if evState == 'ended' and (s == 'w' or s == 'p') then
+  s = 'x'
+  rec[4] = cfg[6] or '0'
+  rec[5] = 'ended'
+elseif s == 'p' and evState ~= 'prequeue' and evState ~= 'scheduled' then
+  s = 'w'
+end
 local rank = -1
-if s == 'w' or s == 'r' then
+if s == 'w' or s == 'r' or s == 'p' then
   local window = tonumber(ARGV[4])
   if window > 0 then
     claimLiveness(KEYS[4], KEYS[1], tok, ARGV[5] == '' and 'lp' or ('lc:' .. ARGV[5]), now + window, now)
   end
   rank = redis.call('ZRANK', KEYS[2], tok) or -1
 end
-local cfg = redis.call('HMGET', KEYS[5], 'state', 'rate', 'reconnect_grace_sec')
 local e = redis.call('HMGET', KEYS[6], 'rw', 'share', 'conf', 'spread', 'tokens')
 return {S.FOUND, s, rank, redis.call('ZCARD', KEYS[3]), rec[2] or '0', rec[3] or '0', rec[4] or '0', rec[5] or '',
-  cfg[1] or 'closed', now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '',
-  rec[6] or '0', redis.call('HGET', KEYS[7], 'xseq') or '0', cfg[3] or '30'}
+  evState, now, cfg[2] or '0', e[1] or '', e[2] or '', e[3] or '', e[4] or '', e[5] or '',
+  rec[6] or '0', redis.call('HGET', KEYS[7], 'xseq') or '0', cfg[3] or '30', cfg[4] or '0', cfg[5] or ''}

@@ -4,10 +4,12 @@ import { Close, type CloseCode, type ServerMessage } from '../src/protocol/wire.
 // The lifecycle of one waiting user, on the instance the user is attached to.
 //
 // Two parallel regions:
-//  - lifecycle: waiting -> ready -> admitted | expired, or left. Every
+//  - lifecycle: [prequeue ->] waiting -> ready -> admitted | expired, or
+//    left, or ended (the event ended while waiting). Every
 //    transition is driven from outside: PROMOTED / EXITED come from the
 //    admission ticks published by Redis (the Lua scripts decide), never from
-//    this machine. The ready window is a machine timer only so the local view
+//    this machine; DRAWN comes from the tick that drew the pre-queue (the
+//    position follows from the draw). The ready window is a machine timer only so the local view
 //    stops offering "enter" on time (ready.lapsed); the expiry itself is the
 //    tick's (an EXITED with reason ready_timeout).
 //  - connection: while at least one socket is open the user is live; when the
@@ -24,7 +26,7 @@ import { Close, type CloseCode, type ServerMessage } from '../src/protocol/wire.
 export type ExitReason = 'entered' | 'left' | 'ready_timeout' | 'liveness' | string;
 
 export interface UserInput {
-  readonly state: 'waiting' | 'ready';
+  readonly state: 'prequeue' | 'waiting' | 'ready';
   readonly readyDeadlineMs: number;
   readonly reconnectGraceMs: number;
   /** local clock offset: Redis time - Date.now(), so deadlines from Redis become local timers */
@@ -41,13 +43,14 @@ export interface UserContext extends UserInput {
 }
 
 export type UserEvent =
+  | { type: 'DRAWN' }
   | { type: 'PROMOTED'; deadlineMs: number }
   | { type: 'EXITED'; reason: ExitReason }
   | { type: 'SOCKET_OPENED' }
   | { type: 'SOCKET_CLOSED' };
 
 /** The final states of the lifecycle, plus `unknown`: a token this gateway has no record of. */
-export type Outcome = 'admitted' | 'left' | 'expired' | 'unknown';
+export type Outcome = 'admitted' | 'left' | 'expired' | 'ended' | 'unknown';
 
 /**
  * The one outcome table: how a user's time in line ends on a socket (the
@@ -58,12 +61,15 @@ export const OUTCOMES: Readonly<Record<Outcome, { readonly close: CloseCode; rea
   admitted: { close: Close.ADMITTED, closeReason: 'admitted', message: () => ({ type: 'admitted' }) },
   left: { close: Close.LEFT, closeReason: 'left', message: () => ({ type: 'left' }) },
   expired: { close: Close.EXPIRED, closeReason: 'expired', message: (reason) => ({ type: 'expired', reason }) },
+  // the room sends the full `ended` message (reason, operator's message, time): this is the fallback
+  ended: { close: Close.ENDED, closeReason: 'event ended', message: () => ({ type: 'ended', reason: 'ended', message: null, ended_at: new Date().toISOString() }) },
   // nothing to say before the close: the client asks the status, or starts over
   unknown: { close: Close.UNKNOWN_TOKEN, closeReason: 'unknown token', message: () => undefined },
 };
 
 /** Which final state an exit reason (from the tick, or done through this instance) leads to. */
-export const outcomeOf = (reason: ExitReason): 'admitted' | 'left' | 'expired' => (reason === 'entered' ? 'admitted' : reason === 'left' ? 'left' : 'expired');
+export const outcomeOf = (reason: ExitReason): 'admitted' | 'left' | 'expired' | 'ended' =>
+  reason === 'entered' ? 'admitted' : reason === 'left' ? 'left' : reason === 'ended' ? 'ended' : 'expired';
 const finalFor = outcomeOf;
 
 export const userLifecycle = createMachine(
@@ -77,7 +83,15 @@ export const userLifecycle = createMachine(
         initial: 'boot',
         states: {
           boot: {
-            always: [{ guard: ({ context }) => context.state === 'ready', target: 'ready' }, { target: 'waiting' }],
+            always: [
+              { guard: ({ context }) => context.state === 'ready', target: 'ready' },
+              { guard: ({ context }) => context.state === 'prequeue', target: 'prequeue' },
+              { target: 'waiting' },
+            ],
+          },
+          // in the pre-queue: no position until the draw
+          prequeue: {
+            on: { DRAWN: 'waiting' },
           },
           waiting: {
             on: {
@@ -94,11 +108,13 @@ export const userLifecycle = createMachine(
           admitted: { type: 'final' },
           expired: { type: 'final' },
           left: { type: 'final' },
+          ended: { type: 'final' },
         },
         on: {
           EXITED: [
             { guard: ({ event }) => finalFor(event.reason) === 'admitted', target: '.admitted', actions: assign({ exitReason: ({ event }) => event.reason }) },
             { guard: ({ event }) => finalFor(event.reason) === 'left', target: '.left', actions: assign({ exitReason: ({ event }) => event.reason }) },
+            { guard: ({ event }) => finalFor(event.reason) === 'ended', target: '.ended', actions: assign({ exitReason: ({ event }) => event.reason }) },
             { target: '.expired', actions: assign({ exitReason: ({ event }) => event.reason }) },
           ],
         },
@@ -170,13 +186,13 @@ export function startUserActor(input: UserInput): UserActor {
     inGroup = 0;
   }
   inGroup++;
-  if (input.state === 'waiting') {
+  if (input.state === 'waiting' || input.state === 'prequeue') {
     // The common case, built directly in its state: resolving the `boot` states' eventless
     // transitions at start was half of an actor's creation cost (64-73 µs against 27-42 µs,
     // 20,000 actors). Neither waiting state has a timer on entry, so nothing is skipped; a
     // user who is ready already (a ready-window timer) starts through `boot` as before.
     const snapshot = userLifecycle.resolveState({
-      value: { lifecycle: 'waiting', connection: input.sockets > 0 ? 'connected' : 'polling' },
+      value: { lifecycle: input.state, connection: input.sockets > 0 ? 'connected' : 'polling' },
       context: { ...input, exitReason: undefined },
     });
     return createActor(userLifecycle, { snapshot, input, parent: group }).start();
@@ -191,11 +207,12 @@ export function stopUserActor(actor: UserActor): void {
   else actor.stop();
 }
 
-/** 'waiting' | 'ready' | 'admitted' | 'expired' | 'left' */
-export function lifecycleOf(s: UserSnapshot): 'waiting' | 'ready' | 'admitted' | 'expired' | 'left' {
+export type Lifecycle = 'prequeue' | 'waiting' | 'ready' | 'admitted' | 'expired' | 'left' | 'ended';
+
+export function lifecycleOf(s: UserSnapshot): Lifecycle {
   const v = (s.value as { lifecycle: string | Record<string, string> }).lifecycle;
   const top = typeof v === 'string' ? v : Object.keys(v)[0]!;
-  return top === 'boot' ? 'waiting' : (top as 'waiting' | 'ready' | 'admitted' | 'expired' | 'left');
+  return top === 'boot' ? 'waiting' : (top as Lifecycle);
 }
 
 export function readyLapsed(s: UserSnapshot): boolean {

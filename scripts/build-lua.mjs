@@ -14,7 +14,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 
-const SCRIPT_PROTOCOL_VERSION = 4;
+const SCRIPT_PROTOCOL_VERSION = 5;
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const luaDir = join(root, 'lua');
 const outDir = join(root, 'src', 'generated');

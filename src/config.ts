@@ -106,6 +106,18 @@ const schema = z.object({
   QUEUE_DEFAULT_ACCESS: z.enum(['user', 'anonymous']).default('user'),
   /** API keys of the origin (ticket site) servers that redeem admission tokens at POST /api/v1/admissions/redeem, comma-separated, each at least 32 characters */
   ORIGIN_API_KEYS: z.string().optional(),
+
+  /** key of the join challenges' MACs, shared by every instance (default: derived from ADMISSION_SIGNING_JWK; in development without one, per process) */
+  CHALLENGE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  CHALLENGE_TTL_SEC: int(10, 3600).default(120),
+  /** proof-of-work difficulty (leading zero bits) of an event whose challenge does not set one */
+  CHALLENGE_DEFAULT_DIFFICULTY: int(1, 32).default(18),
+  /** the external verifier events with challenge {kind: "external"} use: POST {token, event_id, remote_ip} -> {success} */
+  CHALLENGE_VERIFY_URL: z.string().url().optional(),
+  CHALLENGE_VERIFY_TIMEOUT_MS: int(100, 30_000).default(2000),
+  /** adaptive outflow: how often the controller looks, and the window of backend calls it judges */
+  ADAPTIVE_INTERVAL_MS: int(500, 60_000).default(3000),
+  ADAPTIVE_WINDOW_SEC: int(2, 120).default(10),
 });
 
 export type RawEnv = z.infer<typeof schema>;
@@ -145,6 +157,15 @@ export interface Config {
     readonly defaultAccess: 'user' | 'anonymous';
   };
   readonly admissionTokenTtlSec: number;
+  readonly challenge: {
+    /** undefined: a per-process key (development only) */
+    readonly secret: string | undefined;
+    readonly ttlSec: number;
+    readonly defaultDifficulty: number;
+    readonly verifyUrl: string | undefined;
+    readonly verifyTimeoutMs: number;
+  };
+  readonly adaptive: { readonly intervalMs: number; readonly windowSec: number };
   readonly pageTargetUrl: string;
   /** origins a page target may point to */
   readonly pageTargetOrigins: readonly string[];
@@ -262,6 +283,7 @@ function checkCombinations(e: RawEnv): Derived {
   if (production && embedded) fail('REDIS_ADDRESS', 'required with NODE_ENV=production (the throwaway redis-server is for development)');
   if (e.JWT_SECRET !== undefined && e.JWT_JWKS_ENDPOINT !== undefined) fail('JWT_SECRET', 'set either JWT_SECRET or JWT_JWKS_ENDPOINT, not both');
   if (e.JWT_SECRET !== undefined && Buffer.byteLength(e.JWT_SECRET) < 32) fail('JWT_SECRET', 'must be at least 32 bytes (HS256 key)');
+  if (production && e.CHALLENGE_VERIFY_URL && !e.CHALLENGE_VERIFY_URL.startsWith('https://')) fail('CHALLENGE_VERIFY_URL', 'must be https:// with NODE_ENV=production');
   if (production && e.JWT_JWKS_ENDPOINT && !e.JWT_JWKS_ENDPOINT.startsWith('https://')) fail('JWT_JWKS_ENDPOINT', 'must be https:// with NODE_ENV=production');
   if (production && e.ADMIN_TOKEN !== undefined && e.ADMIN_TOKEN.length < 32) fail('ADMIN_TOKEN', 'must be at least 32 characters with NODE_ENV=production');
   if (production && e.JWT_SECRET === undefined && e.JWT_JWKS_ENDPOINT === undefined) {
@@ -333,6 +355,14 @@ function toConfig(e: RawEnv, d: Derived): Config {
       defaultAccess: e.QUEUE_DEFAULT_ACCESS,
     },
     admissionTokenTtlSec: e.ADMISSION_TOKEN_TTL_SEC,
+    challenge: {
+      secret: e.CHALLENGE_SECRET ?? (e.ADMISSION_SIGNING_JWK ? `admission-jwk:${e.ADMISSION_SIGNING_JWK}` : undefined),
+      ttlSec: e.CHALLENGE_TTL_SEC,
+      defaultDifficulty: e.CHALLENGE_DEFAULT_DIFFICULTY,
+      verifyUrl: e.CHALLENGE_VERIFY_URL,
+      verifyTimeoutMs: e.CHALLENGE_VERIFY_TIMEOUT_MS,
+    },
+    adaptive: { intervalMs: e.ADAPTIVE_INTERVAL_MS, windowSec: e.ADAPTIVE_WINDOW_SEC },
     pageTargetUrl: e.PAGE_TARGET_URL ?? '',
     pageTargetOrigins: targetOrigins,
     originApiKeys: originKeys,

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Redis } from 'ioredis';
@@ -9,12 +10,16 @@ import { QueueStore } from './queue/store.js';
 import { EventRegistry } from './queue/registry.js';
 import { RedisBroker } from './queue/broker.js';
 import { Ticker } from './queue/ticker.js';
+import { BackendHealth } from './queue/backend-health.js';
+import { OutflowController } from './queue/adaptive.js';
+import { ChallengeIssuer, HttpVerifier } from './auth/challenge.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { AdmissionTokenIssuer, AdmissionTokenLedger } from './auth/admission-token.js';
 import { UserAuth } from './auth/user-auth.js';
 import { HttpEdge } from './http/edge.js';
 import { queueRoutes } from './http/routes-queue.js';
 import { adminRoutes } from './http/routes-admin.js';
+import { drawRoutes } from './http/routes-draw.js';
 import { healthRoutes } from './http/routes-health.js';
 import { authRoutes } from './http/routes-auth.js';
 import { staticRoutes, projectRoot } from './http/static.js';
@@ -155,6 +160,9 @@ class QueuePart implements Part {
   readonly ticker: Ticker;
   readonly ledger: AdmissionTokenLedger;
   readonly idempotency: Idempotency;
+  /** backend calls of every instance, per second, for the adaptive controller */
+  readonly health: BackendHealth;
+  readonly outflow: OutflowController;
 
   constructor(config: Config, infra: Infrastructure, log: Logger) {
     const { redis, metrics } = infra;
@@ -182,15 +190,27 @@ class QueuePart implements Part {
       log,
       metrics,
     );
+    this.health = new BackendHealth(redis, prefix, log);
+    this.outflow = new OutflowController(
+      this.store,
+      this.health,
+      { instanceId: config.instanceId, intervalMs: config.adaptive.intervalMs, windowSec: config.adaptive.windowSec, heldEvents: () => this.ticker.heldEvents() },
+      log,
+      metrics,
+    );
   }
 
   start(): void {
     this.ticker.start();
+    this.health.start();
+    this.outflow.start();
   }
 
   /** releases every lease, so another instance takes over at once */
   async stop(): Promise<void> {
+    this.outflow.stop();
     await this.ticker.stop();
+    await this.health.stop();
   }
 }
 
@@ -201,10 +221,10 @@ class BackendsPart implements Part {
   readonly payments: Payments;
   private readonly clients: GrpcBackend<never>[] = [];
 
-  constructor(config: Config, wiring: Wiring, metrics: Metrics, log: Logger) {
+  constructor(config: Config, wiring: Wiring, metrics: Metrics, log: Logger, health: BackendHealth) {
     const b = config.backends;
     const protos = loadProtos();
-    const common = { retries: b.retries, breaker: b.breaker, metrics, log };
+    const common = { retries: b.retries, breaker: b.breaker, metrics, log, observe: (service: string, ms: number, failed: boolean) => health.record(service, ms, failed) };
     const reservation = new GrpcBackend(new protos.reservation.v1.ReservationService(wiring.reservationAddress, channelCredentials(b.reservation.tls, b.tlsCaFile)), {
       ...common,
       service: 'reservation',
@@ -326,14 +346,20 @@ class EdgePart implements Part {
       },
     };
     http.add(healthRoutes(readiness, metrics, config.instanceId));
-    const queueTable = queueRoutes({ store, registry, admission, config, metrics, log, realtime, auth });
+    const ch = config.challenge;
+    if (!ch.secret) log.warn('CHALLENGE_SECRET and ADMISSION_SIGNING_JWK unset: join challenges are signed with a key of this process only (development)');
+    const challenges = new ChallengeIssuer(ch.secret ?? randomBytes(32).toString('hex'), ch.ttlSec * 1000, ch.verifyUrl ? new HttpVerifier(ch.verifyUrl, ch.verifyTimeoutMs) : undefined);
+    const queueTable = queueRoutes({ store, registry, admission, config, metrics, log, realtime, auth, challenges });
     http.add(queueTable);
     // the page without JavaScript: an HTML view over the same queue handlers
     http.add(waitRoutes({ queueRoutes: queueTable, auth, catalogues: Catalogues.load(join(projectRoot(), 'web', 'i18n')), log }));
-    http.add(reservationRoutes({ admission, ledger, reservations: backends.reservations, payments: backends.payments, metrics, log }));
+    http.add(
+      reservationRoutes({ admission, ledger, reservations: backends.reservations, payments: backends.payments, metrics, log, sessionEnded: (e, wt) => store.endSession(e, wt) }),
+    );
     http.add(authRoutes(admission, auth, log, config.pageTargetUrl));
     http.add(staticRoutes());
     http.add(adminRoutes({ store, registry, config, log }));
+    http.add(drawRoutes({ store, log }));
     let document: string | undefined;
     http.add(docsRoutes(() => (document ??= JSON.stringify(openApiDocument(http.table())))));
     this.adminFeed = registerAdminFeed(http.app, config.adminToken, store, registry, realtime, log, metrics);
@@ -360,7 +386,7 @@ class EdgePart implements Part {
 export async function startGateway(config: Config, wiring: Wiring, log: Logger): Promise<Gateway> {
   const infra = new Infrastructure(config, wiring.redisAddress, log);
   const queue = new QueuePart(config, infra, log);
-  const backends = new BackendsPart(config, wiring, infra.metrics, log);
+  const backends = new BackendsPart(config, wiring, infra.metrics, log, queue.health);
   const rt = new RealtimePart(config, infra, queue, log);
   const admission = await AdmissionTokenIssuer.create(config.admission, config.admissionTokenTtlSec);
   const auth = UserAuth.create(config.auth);

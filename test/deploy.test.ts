@@ -824,7 +824,7 @@ describe('Dockerfile', () => {
     for (const p of ['package.json', 'package-lock.json', '--from=build /app/dist', 'lua', 'proto', 'web', 'docs/PROTOCOL.md']) expect(copies).toContain(p);
     // .dockerignore keeps local state and secrets out of the context
     for (const p of ['node_modules', 'dist', '.git', '.env', 'test-output', 'src/generated']) expect(dockerIgnored(ignore, p), p).toBe(true);
-    for (const p of ['src/main.ts', 'lua/join-batch-7.lua', 'docs/PROTOCOL.md', 'package-lock.json', 'machines/user-lifecycle.ts']) expect(dockerIgnored(ignore, p), p).toBe(false);
+    for (const p of ['src/main.ts', 'lua/join-batch-8.lua', 'docs/PROTOCOL.md', 'package-lock.json', 'machines/user-lifecycle.ts']) expect(dockerIgnored(ignore, p), p).toBe(false);
   });
 
   it('the native uWebSockets.js binary needs no newer glibc than Debian bookworm\'s (2.36)', () => {
@@ -882,7 +882,7 @@ describe('Dockerfile', () => {
     runtimeDir = join(dir, out.workdir);
     runtimeEnv = out.env;
     expect(runtimeEnv.NODE_ENV).toBe('production');
-    for (const f of ['dist/src/main.js', 'lua/join-batch-7.lua', 'proto/common/v1/common.proto', 'web/index.html', 'docs/PROTOCOL.md', 'package.json', 'node_modules/uWebSockets.js/package.json']) {
+    for (const f of ['dist/src/main.js', 'lua/join-batch-8.lua', 'proto/common/v1/common.proto', 'web/index.html', 'docs/PROTOCOL.md', 'package.json', 'node_modules/uWebSockets.js/package.json']) {
       expect(existsSync(join(runtimeDir, f)), f).toBe(true);
     }
     for (const f of ['src', 'test', 'scripts', 'tsconfig.json', 'docs/SECURITY.md', 'k8s']) expect(existsSync(join(runtimeDir, f)), f).toBe(false);

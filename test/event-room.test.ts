@@ -40,6 +40,8 @@ const snap = (seq: number, rank: number, xseq: number): StatusSnapshot => ({
   seq,
   xseq,
   reconnectGraceSec: 30,
+  startsMs: 0,
+  endReason: '',
 });
 
 const tick = (xs: number, exits: [number, number, string][]): Tick => ({

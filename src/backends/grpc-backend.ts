@@ -22,7 +22,12 @@ export interface BackendOptions {
   breaker: { errorPercent: number; volume: number; resetMs: number };
   metrics: Metrics;
   log: Logger;
+  /** every call's outcome, for the adaptive outflow's shared view of backend health (failed: the backend did not do its job, not a refusal) */
+  observe?: (service: string, ms: number, failed: boolean) => void;
 }
+
+/** In-band codes that say the backend itself failed (the rest are answers: a seat taken, a bad request). */
+const BACKEND_FAILURE = new Set(['OK_INTERNAL', 'OK_UNAVAILABLE', 'OK_TIMEOUT', 'OK_UPSTREAM_TIMEOUT', 'OK_UPSTREAM_ERROR', 'OK_DATA_CORRUPTION']);
 
 export interface CallMeta {
   requestId?: string | undefined;
@@ -170,7 +175,9 @@ export class GrpcBackend<C extends grpc.Client> {
     } finally {
       span?.setAttribute('rpc.grpc.status', status);
       span?.end();
-      this.o.metrics.backendDuration.observe({ service: this.o.service, method, status_code: status }, (performance.now() - started) / 1000);
+      const ms = performance.now() - started;
+      this.o.metrics.backendDuration.observe({ service: this.o.service, method, status_code: status }, ms / 1000);
+      this.o.observe?.(this.o.service, ms, !(status === 'OK' || (status.startsWith('OK_') && !BACKEND_FAILURE.has(status))));
     }
   }
 

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { newWaitingToken, tokenEvent } from '../queue/token.js';
-import { estimate } from '../queue/eta.js';
+import { estimate, prequeueEstimate } from '../queue/eta.js';
+import { receiptOf } from '../queue/draw.js';
 import type { JoinDefaults, Notice, QueueStore, StatusSnapshot } from '../queue/store.js';
 import type { EventRegistry } from '../queue/registry.js';
 import type { AdmissionTokenIssuer } from '../auth/admission-token.js';
@@ -10,6 +11,8 @@ import { enterLine } from '../queue/entry.js';
 import type { Estimate } from '../queue/eta.js';
 import type { EventRoom, LocalUser } from '../realtime/event-room.js';
 import type { UserAuth } from '../auth/user-auth.js';
+import type { ChallengeIssuer, ProofResult } from '../auth/challenge.js';
+import type { ChallengePolicy } from '../queue/store.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from '../log.js';
@@ -30,9 +33,41 @@ export interface QueueRouteDeps {
   log: Logger;
   realtime: Realtime;
   auth: UserAuth;
+  challenges: ChallengeIssuer;
+}
+
+/**
+ * Each event's join challenge, as this instance last read it (at most a
+ * second old): a join of an event without one costs a map lookup, not a read.
+ */
+class ChallengePolicies {
+  private readonly cache = new Map<string, { policy: ChallengePolicy | null; at: number }>();
+  private readonly reads = new Map<string, Promise<ChallengePolicy | null>>();
+  constructor(private readonly store: QueueStore) {}
+
+  get(eventId: string): ChallengePolicy | null | Promise<ChallengePolicy | null> {
+    const c = this.cache.get(eventId);
+    if (c && Date.now() - c.at < 1000) return c.policy;
+    let p = this.reads.get(eventId);
+    if (!p) {
+      p = this.store
+        .getEvent(eventId)
+        .then((e) => {
+          const policy = e?.challenge ?? null;
+          if (this.cache.size > 10_000) this.cache.clear();
+          this.cache.set(eventId, { policy, at: Date.now() });
+          return policy;
+        })
+        .finally(() => this.reads.delete(eventId));
+      this.reads.set(eventId, p);
+    }
+    return p;
+  }
 }
 
 type QueueStatus = Static<typeof S.QueueStatus>;
+
+const isoOrNull = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
 /**
  * The status body of a user in line (waiting or ready), from Redis or from
@@ -43,7 +78,7 @@ type QueueStatus = Static<typeof S.QueueStatus>;
 function place(
   eventId: string,
   eventState: QueueStatus['event_state'],
-  status: 'waiting' | 'ready',
+  status: 'prequeue' | 'waiting' | 'ready',
   waitingTime: number,
   e: Estimate,
   readyDeadlineMs: number,
@@ -71,8 +106,18 @@ function place(
   };
 }
 
+/** In the pre-queue: the place body plus when the draw happens and the entry receipt. */
+function prequeuePlace(token: string, eventId: string, eventState: QueueStatus['event_state'], waitingTime: number, startsMs: number, nowMs: number, pollTimeoutMs: number, message: Notice | null | undefined): QueueStatus {
+  return {
+    ...place(eventId, eventState, 'prequeue', waitingTime, prequeueEstimate(startsMs, nowMs, pollTimeoutMs), 0, nowMs, message),
+    ...(startsMs > 0 ? { starts_at: new Date(startsMs).toISOString() } : {}),
+    receipt: receiptOf(token),
+  };
+}
+
 export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: number, message?: Notice | null): QueueStatus {
   const waitingTime = Math.max(0, Math.floor((s.nowMs - s.joinedMs) / 1000));
+  if (s.state === 'prequeue') return prequeuePlace(s.token, s.eventId, s.eventState, waitingTime, s.startsMs, s.nowMs, pollTimeoutMs, message);
   if (s.state === 'waiting' || s.state === 'ready') {
     return place(s.eventId, s.eventState, s.state, waitingTime, estimate(s.rank, s.readyCount, s.state === 'waiting', s.eta, tickMs, pollTimeoutMs), s.readyDeadlineMs, s.nowMs, message);
   }
@@ -95,8 +140,11 @@ export function statusBody(s: StatusSnapshot, tickMs: number, pollTimeoutMs: num
 }
 
 /** The same body, from this instance's memory (exact as of the last tick message). */
-function memoryBody(room: EventRoom, u: LocalUser, e: Estimate): QueueStatus {
+function memoryBody(room: EventRoom, u: LocalUser, e: Estimate, pollTimeoutMs: number): QueueStatus {
   const now = room.redisNow();
+  if (u.state === 'prequeue') {
+    return prequeuePlace(u.token, room.eventId, room.eventState, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), room.startsMs, now, pollTimeoutMs, room.noticeMs >= 0 ? room.notice : undefined);
+  }
   return place(room.eventId, room.eventState, u.state, Math.max(0, Math.floor((now - u.joinedMs) / 1000)), e, u.readyDeadlineMs, now, room.noticeMs >= 0 ? room.notice : undefined);
 }
 
@@ -114,9 +162,32 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
     livenessMs,
     idempotencyTtlSec: q.idempotencyTtlSec,
     access: q.defaultAccess,
+    proofTtlMs: d.config.challenge.ttlSec * 1000,
   };
   const entryDeps = { ...d, authConfigured: d.auth.configured };
   const fromMemory = d.metrics.statusFromMemory.labels({ source: 'memory' });
+  const policies = new ChallengePolicies(d.store);
+  /** The join's proof for an event that asks for one: its one-time id, or the refusal. */
+  const checkProof = async (eventId: string, proof: { challenge?: string; solution?: string; token?: string } | undefined, clientIp: string): Promise<string> => {
+    const policy = await policies.get(eventId);
+    if (!policy) return '';
+    let r: ProofResult;
+    if (policy.kind === 'pow') r = d.challenges.checkPow(proof ?? {}, eventId, policy.difficulty);
+    else {
+      try {
+        r = await d.challenges.checkExternal(proof ?? {}, eventId, clientIp);
+      } catch (err) {
+        d.metrics.challenges.inc({ result: 'verifier_error' });
+        d.log.warn({ event_id: eventId, err }, 'challenge: the external verifier did not answer');
+        throw new AppError('SERVICE_UNAVAILABLE', 'the challenge verifier did not answer; retry shortly', { reason: 'verifier_unavailable' }, { 'Retry-After': '2' });
+      }
+    }
+    if (r.ok) return r.id;
+    d.metrics.challenges.inc({ result: r.reason });
+    if (r.reason === 'missing') throw new AppError('CHALLENGE_REQUIRED', `this event needs a solved challenge: GET /api/v1/queue/challenge?event=${eventId}`, { kind: policy.kind });
+    throw new AppError('CHALLENGE_FAILED', `the challenge proof was not accepted (${r.reason})`, { reason: r.reason });
+  };
+  const joinPosition = (eventId: string) => d.metrics.joinPosition.labels({ event_id: eventId });
   const statusOk = d.metrics.queueOps.labels({ operation: 'status', status: 'ok' });
 
   const statusFromRedis = async (token: string): Promise<Reply> => {
@@ -127,13 +198,19 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       op('status', 'not_found');
       throw new AppError('TOKEN_NOT_FOUND');
     }
+    if (s.state === 'expired' && s.reason === 'ended') {
+      op('status', 'ended');
+      // everyone still waiting when the event ended: why, and the operator's message
+      const message = await d.store.getNotice(s.eventId);
+      throw new AppError('EVENT_ENDED', 'this event has ended', { reason: s.endReason, message, ended_at: s.finishedMs > 0 ? new Date(s.finishedMs).toISOString() : null });
+    }
     if (s.state === 'expired' || s.state === 'left') {
       op('status', s.state);
       throw new AppError('TOKEN_EXPIRED', s.state === 'left' ? 'this place was given up (left the line)' : `this place in line has expired (${s.reason})`, {
         reason: s.state === 'left' ? 'left' : s.reason,
       });
     }
-    if (s.state === 'waiting' || s.state === 'ready') {
+    if (s.state === 'waiting' || s.state === 'ready' || s.state === 'prequeue') {
       // Attach lazily so the next poll is answered from memory. Only adopt this
       // read if the event's tick channel was subscribed before it; otherwise
       // attach in the background with its own read (no tick can slip between).
@@ -161,7 +238,50 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       handler: async ({ params }) => {
         const c = await d.store.getEvent(params.id);
         if (!c) throw new AppError('EVENT_NOT_FOUND');
-        return { status: 200, body: { event_id: c.id, state: c.state, access: c.access, target_url: c.targetUrl || d.config.pageTargetUrl, message: c.notice } };
+        return {
+          status: 200,
+          body: {
+            event_id: c.id,
+            state: c.state,
+            access: c.access,
+            target_url: c.targetUrl || d.config.pageTargetUrl,
+            message: c.notice,
+            // the schedule and the end only where there is one (the body is unchanged for events without)
+            ...(c.startsMs ? { prequeue_opens_at: isoOrNull(c.prequeueOpensMs), starts_at: isoOrNull(c.startsMs) } : {}),
+            ...(c.endsMs ? { ends_at: isoOrNull(c.endsMs) } : {}),
+            ...(c.endedMs ? { end_reason: c.endReason, ended_at: isoOrNull(c.endedMs) } : {}),
+          },
+        };
+      },
+    }),
+    route({
+      method: 'GET',
+      path: '/api/v1/queue/challenge',
+      operationId: 'getChallenge',
+      summary: "A challenge to solve before joining, for an event that asks for one",
+      description:
+        'Proof of work (`pow`): a puzzle bound to the event that expires after CHALLENGE_TTL_SEC; find a decimal string s such that SHA-256(challenge ":" s) starts with `difficulty` zero bits ' +
+        '(the page does it in a Web Worker) and join with `proof: {challenge, solution}`. External: join with `proof: {token}` from the verifier. Each proof is accepted once.',
+      tags: ['queue'],
+      query: S.ChallengeQuery,
+      missing: { event: 'MISSING_EVENT_ID' },
+      responses: { 200: { description: 'The challenge (kind none: join without one).', schema: S.Challenge } },
+      errors: [
+        ['EVENT_NOT_FOUND', 'no such event'],
+        ['REDIS_UNAVAILABLE', 'the queue store (Redis) is unavailable or did not answer within REDIS_COMMAND_TIMEOUT_MS; retry after Retry-After'],
+      ],
+      handler: async ({ query }) => {
+        const e = await d.store.getEvent(query.event);
+        if (!e) throw new AppError('EVENT_NOT_FOUND');
+        const c = e.challenge;
+        if (!c) return { status: 200, body: { event_id: e.id, kind: 'none' } };
+        if (c.kind === 'external') return { status: 200, body: { event_id: e.id, kind: 'external' } };
+        const issued = d.challenges.issue(e.id, c.difficulty);
+        d.metrics.challenges.inc({ result: 'issued' });
+        return {
+          status: 200,
+          body: { event_id: e.id, kind: 'pow', algorithm: 'sha256-leading-zero-bits', challenge: issued.challenge, difficulty: issued.difficulty, expires_at: new Date(issued.expiresMs).toISOString() },
+        };
       },
     }),
     route({
@@ -185,7 +305,12 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
         ['UNAUTHORIZED', 'a user_id was sent without a bearer token while user authentication is configured (reason missing)'],
         ['FORBIDDEN', 'user_id differs from the authenticated user'],
         ['EVENT_CLOSED', 'the event is closed to new arrivals'],
+        ['EVENT_NOT_OPEN', 'the event is scheduled and its pre-queue has not opened: carries `opens_at` and `starts_at`, and Retry-After'],
         ['EVENT_NOT_FOUND', 'no such event (and auto-create is off)'],
+        ['EVENT_ENDED', 'the event has ended: carries its `reason` and `ended_at`'],
+        ['CHALLENGE_REQUIRED', 'the event asks for a solved challenge and the join carries no `proof` (carries `kind`)'],
+        ['CHALLENGE_FAILED', 'the proof is not accepted: `reason` invalid, expired, wrong_event (solved for another event), insufficient (too easy or wrong), rejected (by the external verifier) or used (accepted once already)'],
+        ['SERVICE_UNAVAILABLE', 'the external challenge verifier did not answer (reason verifier_unavailable); retry after Retry-After'],
         ['DUPLICATE_REQUEST', 'same Idempotency-Key, or the same user already holds a place: carries the existing `waiting_token`, its `position` and `status`'],
         ['REDIS_UNAVAILABLE', 'the queue store (Redis) is unavailable or did not answer within REDIS_COMMAND_TIMEOUT_MS; retry after Retry-After'],
       ],
@@ -209,12 +334,18 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
         const eventId = body.event_id;
         if (q.autoCreateEvents) await d.registry.register(eventId);
         try {
-          const r = await d.store.join(eventId, newWaitingToken(eventId), userId, scopedIdem, joinDefaults);
+          const proofId = await checkProof(eventId, body.proof, req.clientIp);
+          const r = await d.store.join(eventId, newWaitingToken(eventId), userId, scopedIdem, joinDefaults, proofId);
           op('join', 'ok');
+          if (proofId) d.metrics.challenges.inc({ result: 'accepted' });
+          if (r.position > 0) joinPosition(eventId).observe(r.position);
           if (r.created) d.log.info({ event_id: eventId }, 'event auto-created on first join');
+          if (r.receipt) return { status: 202, body: { waiting_token: r.token, position_hint: 0, status: 'prequeue', receipt: r.receipt } };
           return { status: 202, body: { waiting_token: r.token, position_hint: r.position, status: 'waiting' } };
         } catch (err) {
           op('join', err instanceof AppError ? err.code.toLowerCase() : 'error');
+          // a proof the join script had seen before (the other refusals are counted where they are found)
+          if (err instanceof AppError && err.code === 'CHALLENGE_FAILED' && err.details?.reason === 'used') d.metrics.challenges.inc({ result: 'used' });
           throw err;
         }
       },
@@ -232,6 +363,7 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
       errors: [
         ['TOKEN_NOT_FOUND', 'malformed or unknown waiting token'],
         ['TOKEN_EXPIRED', 'the place is gone; `reason` is liveness, ready_timeout or left'],
+        ['EVENT_ENDED', "the event ended while this place was waiting: carries the end's `reason`, the operator's `message` and `ended_at`"],
         ['REDIS_UNAVAILABLE', 'the queue store (Redis) is unavailable or did not answer within REDIS_COMMAND_TIMEOUT_MS; retry after Retry-After'],
       ],
       handler: ({ query }) => {
@@ -244,7 +376,7 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
         if (mem) {
           fromMemory.inc();
           statusOk.inc();
-          return { status: 200, body: memoryBody(mem.room, mem.user, mem.estimate) };
+          return { status: 200, body: memoryBody(mem.room, mem.user, mem.estimate, livenessMs) };
         }
         return statusFromRedis(token);
       },

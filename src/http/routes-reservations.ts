@@ -26,6 +26,8 @@ export interface ReservationRouteDeps {
   payments: Payments;
   metrics: Metrics;
   log: Logger;
+  /** an admission was redeemed or spent: its session slot (max_active_sessions) is free for the next user */
+  sessionEnded: (eventId: string, waitingToken: string) => Promise<unknown>;
 }
 
 const reservationJson = (r: Reservation) => ({
@@ -65,6 +67,9 @@ const BAD_ID: ErrorList = [['NOT_FOUND', 'the id is not 1-64 characters of A-Z a
 const meta = (req: HttpRequest, idempotencyKey?: string) => ({ requestId: req.requestId, traceparent: req.traceparent, ...(idempotencyKey ? { idempotencyKey } : {}) });
 
 export function reservationRoutes(d: ReservationRouteDeps): AnyRoute[] {
+  // not awaited: the answer does not depend on it, and a slot not freed here frees itself when the admission expires
+  const endSession = (eventId: string, waitingToken: string): void =>
+    void d.sessionEnded(eventId, waitingToken).catch((err: unknown) => d.log.warn({ event_id: eventId, err }, 'session end not recorded: the slot frees itself when the admission expires'));
   return [
     route({
       method: 'POST',
@@ -88,6 +93,7 @@ export function reservationRoutes(d: ReservationRouteDeps): AnyRoute[] {
       handler: async ({ body }) => {
         const v = await d.admission.verify(body.admission_token, { ...(body.event_id !== undefined ? { eventId: body.event_id } : {}) });
         await d.ledger.redeem(v);
+        endSession(v.evt, v.wt);
         d.metrics.admissionsRedeemed.inc();
         d.log.info({ event_id: v.evt }, 'admission redeemed by the origin');
         return {
@@ -161,6 +167,7 @@ export function reservationRoutes(d: ReservationRouteDeps): AnyRoute[] {
           d.metrics.idempotencyStoreFailures.inc({ store: 'admission', reason: 'not_recorded' });
           throw new AppError('SERVICE_UNAVAILABLE', 'the reservation could not be recorded; retry the same request', { reason: 'outcome_not_recorded' }, { 'Retry-After': '2' });
         }
+        endSession(claims.evt, claims.wt);
         d.metrics.reservationAttempts.inc({ outcome: turn.resumed ? 'resumed' : 'created' });
         d.log.info({ event_id: r.eventId, reservation_id: r.reservationId, seats: seats.length, resumed: turn.resumed }, 'reservation created');
         return { status: 201, body };

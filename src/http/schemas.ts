@@ -14,7 +14,14 @@ const dateTime = (description: string) => nullable(Type.String({ format: 'date-t
 
 export const EVENT_ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
 const ID_PATTERN = '^[A-Za-z0-9_-]{1,64}$';
-const EventState = Type.Union([Type.Literal('open'), Type.Literal('paused'), Type.Literal('closed')]);
+const EventState = Type.Union(
+  [Type.Literal('scheduled'), Type.Literal('prequeue'), Type.Literal('open'), Type.Literal('paused'), Type.Literal('closed'), Type.Literal('ended')],
+  {
+    description:
+      'scheduled: joins refused until the pre-queue opens; prequeue: joins accepted, nobody admitted, no positions until the draw at starts_at; ' +
+      'open: admitting; paused: joins accepted, nobody admitted; closed: no new arrivals; ended: everyone waiting was let go (ready users keep their window)',
+  },
+);
 const EventAccess = Type.Union([Type.Literal('user'), Type.Literal('anonymous')], {
   description: 'user: a verified user enters and the place becomes theirs (a bearer JWT, e.g. handed over by the ticket site); anonymous: the waiting token is the credential and the admission token names the place',
 });
@@ -40,6 +47,10 @@ export const ErrorBody = Type.Object(
         position: Type.Optional(int('DUPLICATE_REQUEST / NOT_READY: the current position')),
         status: Type.Optional(str('DUPLICATE_REQUEST / NOT_IN_LINE: the state of the place')),
         retry_after_sec: Type.Optional(int('RATE_LIMITED: seconds until a request is accepted again')),
+        opens_at: Type.Optional(dateTime('EVENT_NOT_OPEN: when the pre-queue opens (joins are accepted from then)')),
+        starts_at: Type.Optional(dateTime('EVENT_NOT_OPEN: when the draw places everyone in the pre-queue')),
+        ended_at: Type.Optional(dateTime('EVENT_ENDED: when the event ended')),
+        state: Type.Optional(str("EVENT_STATE_CONFLICT: the event's state")),
         upstream_code: Type.Optional(str('errors reported by a backend: its common.v1.ErrorCode without the ERROR_CODE_ prefix')),
         fields: Type.Optional(Type.Array(Type.Object({ field: Type.String(), reason: Type.String() }), { description: 'errors reported by a backend: the fields it named' })),
       },
@@ -54,17 +65,39 @@ export const JoinRequest = Type.Object(
   {
     event_id: str('the event', { pattern: EVENT_ID_PATTERN }),
     user_id: Type.Optional(str('optional; with user authentication configured it needs a bearer JWT and must equal its sub', { pattern: '^[\\x21-\\x7e]{1,128}$' })),
+    proof: Type.Optional(
+      Type.Object(
+        {
+          challenge: Type.Optional(str('proof of work: the challenge from GET /api/v1/queue/challenge, as handed out', { maxLength: 200 })),
+          solution: Type.Optional(str('proof of work: the decimal string s with SHA-256(challenge ":" s) starting with `difficulty` zero bits', { pattern: '^[0-9]{1,20}$' })),
+          token: Type.Optional(str("external challenge: the verifier's token", { maxLength: 4096 })),
+        },
+        { additionalProperties: false, description: "the solved challenge, for an event that asks for one (its `challenge`); each is accepted once" },
+      ),
+    ),
   },
   { examples: [{ event_id: 'concert-2026' }] },
 );
 export const JoinResponse = Type.Object({
   waiting_token: str('bearer credential of the place: `<event_id>.<22 base64url characters>`', { pattern: '^[A-Za-z0-9_-]{1,64}\\.[A-Za-z0-9_-]{22}$' }),
-  position_hint: int('position at join time', { minimum: 1 }),
-  status: Type.Literal('waiting'),
+  position_hint: int('position at join time (0 in the pre-queue: places are drawn at starts_at)', { minimum: 0 }),
+  status: Type.Union([Type.Literal('waiting'), Type.Literal('prequeue')], { description: 'prequeue: in the pre-queue; everyone in it gets a random place at starts_at' }),
+  receipt: Type.Optional(str('pre-queue only: the entry receipt, this place\'s line in the draw\'s entrant list (GET /api/v1/events/{id}/draw)')),
+});
+export const ChallengeQuery = Type.Object({ event: str('the event', { pattern: EVENT_ID_PATTERN }) });
+export const Challenge = Type.Object({
+  event_id: str('the event'),
+  kind: Type.Union([Type.Literal('none'), Type.Literal('pow'), Type.Literal('external')], { description: 'none: join without a proof' }),
+  algorithm: Type.Optional(Type.Literal('sha256-leading-zero-bits', { description: 'find a decimal string s such that SHA-256(challenge ":" s) starts with `difficulty` zero bits' })),
+  challenge: Type.Optional(str('the puzzle, bound to the event; send it back with the solution as `proof` on join')),
+  difficulty: Type.Optional(int('leading zero bits', { minimum: 1, maximum: 32 })),
+  expires_at: Type.Optional(str('solve and join before this', { format: 'date-time' })),
 });
 export const WaitingTokenQuery = Type.Object({ token: str('the waiting_token from join (URL-encoded)', { examples: ['concert-2026.q1w2e3r4t5y6u7i8o9p0aS'] }) });
 export const QueueStatus = Type.Object({
-  status: Type.Union([Type.Literal('waiting'), Type.Literal('ready'), Type.Literal('admitted')]),
+  status: Type.Union([Type.Literal('prequeue'), Type.Literal('waiting'), Type.Literal('ready'), Type.Literal('admitted')], {
+    description: 'prequeue: before the draw (position 0; eta_sec counts down to starts_at)',
+  }),
   event_id: str('the event'),
   event_state: EventState,
   waiting_time: int('seconds since join', { minimum: 0 }),
@@ -80,6 +113,8 @@ export const QueueStatus = Type.Object({
   ready_expires_in_sec: Type.Optional(int('ready only: seconds left to enter', { minimum: 0 })),
   poll_after_ms: int('when to poll next (polling keeps the place alive)', { minimum: 0 }),
   message: Type.Optional(nullable(OperatorMessage, "the operator's message (null = none); absent when the answering instance does not know it yet: keep the last one")),
+  starts_at: Type.Optional(str('pre-queue only: when the draw places everyone', { format: 'date-time' })),
+  receipt: Type.Optional(str("pre-queue and after: the entry receipt (this place's line in the draw's entrant list)")),
 });
 export const EnterRequest = Type.Object({ waiting_token: str('the place to enter with', { minLength: 1 }) });
 export const EnterResponse = Type.Object({
@@ -91,6 +126,19 @@ export const LeaveResponse = Type.Object({ status: Type.Literal('left') });
 
 // ---- admin
 export const EventIdParams = Type.Object({ id: str('event id', { pattern: EVENT_ID_PATTERN }) });
+export const AdaptivePolicy = Type.Object(
+  {
+    floor: num('the lowest rate the controller sets (admissions/s)', { minimum: 0.001, maximum: 100000 }),
+    ceiling: num('the highest rate: never exceeded', { minimum: 0.001, maximum: 100000 }),
+    p95_ms: int('objective: reservation calls p95 at most this (ms), over all instances', { minimum: 1, maximum: 60000 }),
+    error_share: num('objective: at most this share of reservation calls fail (0..1)', { minimum: 0, maximum: 1 }),
+  },
+  { additionalProperties: false, examples: [{ floor: 5, ceiling: 200, p95_ms: 300, error_share: 0.01 }] },
+);
+export const ChallengePolicy = Type.Union([
+  Type.Object({ kind: Type.Literal('pow'), difficulty: Type.Optional(int('leading zero bits (default CHALLENGE_DEFAULT_DIFFICULTY)', { minimum: 1, maximum: 32 })) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('external') }, { additionalProperties: false, description: 'a token the verifier at CHALLENGE_VERIFY_URL accepts' }),
+]);
 export const EventPatch = Type.Object(
   {
     rate: Type.Optional(num('admissions per second (fractions allowed)', { minimum: 0.001, maximum: 100000 })),
@@ -103,8 +151,20 @@ export const EventPatch = Type.Object(
       str('where the page sends admitted users, with ?admission_token=; its origin must be one of PAGE_TARGET_ORIGINS ("" removes it)', { maxLength: 2048 }),
     ),
     message: Type.Optional(nullable(OperatorMessage, "the operator's message to everyone waiting, pushed live to every open page (null removes it)")),
+    prequeue_opens_at: Type.Optional(
+      str('when joins start to be accepted into the pre-queue (RFC 3339); defaults to starts_at (no pre-queue). Only before the start', { format: 'date-time' }),
+    ),
+    starts_at: Type.Optional(
+      str('when the pre-queue is drawn and the event opens (RFC 3339). Setting it first makes a new event `scheduled` and commits to the draw\'s seed; only before the start', {
+        format: 'date-time',
+      }),
+    ),
+    ends_at: Type.Optional(nullable(Type.String({ format: 'date-time' }), 'when the event ends by itself (reason ends_at); null removes it')),
+    adaptive: Type.Optional(nullable(AdaptivePolicy, 'adaptive outflow: the rate follows the backends\' health between floor and ceiling (docs/OPERATIONS.md); null turns it off')),
+    max_active_sessions: Type.Optional(nullable(int('admit by active sessions: at most this many ready and admitted users whose admission has not expired or been used', { minimum: 1, maximum: 1_000_000 }), 'null turns it off')),
+    challenge: Type.Optional(nullable(ChallengePolicy, 'a join must carry a solved challenge; null turns it off')),
   },
-  { additionalProperties: false, examples: [{ rate: 50, burst: 100, state: 'open' }] },
+  { additionalProperties: false, examples: [{ rate: 50, burst: 100, state: 'open' }, { prequeue_opens_at: '2026-12-24T09:30:00Z', starts_at: '2026-12-24T10:00:00Z', rate: 50 }] },
 );
 export const Event = Type.Object({
   event_id: str('the event'),
@@ -118,13 +178,88 @@ export const Event = Type.Object({
   message: nullable(OperatorMessage, "the operator's message to everyone waiting (null = none)"),
   created_at: str('creation time', { format: 'date-time' }),
   updated_at: str('last change', { format: 'date-time' }),
+  prequeue_opens_at: dateTime('when the pre-queue opens (null = no schedule)'),
+  starts_at: dateTime('when the pre-queue is drawn and the event opens (null = no schedule)'),
+  ends_at: dateTime('when the event ends by itself (null = never)'),
+  draw_commitment: nullable(Type.String(), "SHA-256 of the draw's seed, hex (null = no draw)"),
+  drawn_at: dateTime('when the draw happened (null = not yet)'),
+  end_reason: nullable(Type.String(), 'why the event ended (null = it has not)'),
+  ended_at: dateTime('when the event ended'),
+  adaptive: nullable(AdaptivePolicy, 'adaptive outflow (null = off: the rate is the operator\'s)'),
+  adaptive_reason: nullable(Type.String(), "the adaptive controller's last change: why"),
+  adaptive_at: dateTime("the adaptive controller's last change: when"),
+  max_active_sessions: nullable(Type.Integer(), 'admit by active sessions (null = by rate alone)'),
+  challenge: nullable(ChallengePolicy, 'the join challenge (null = none)'),
 });
+// present only for an event with a schedule, an end time, or that ended
+const Schedule = {
+  prequeue_opens_at: Type.Optional(dateTime('when the pre-queue opens')),
+  starts_at: Type.Optional(dateTime('when the pre-queue is drawn and the event opens')),
+  ends_at: Type.Optional(dateTime('when the event ends by itself')),
+  end_reason: Type.Optional(Type.String({ description: 'why the event ended: sold_out, cancelled, ends_at, ...' })),
+  ended_at: Type.Optional(dateTime('when the event ended')),
+};
 export const PublicEvent = Type.Object({
   event_id: str('the event'),
   state: EventState,
   access: EventAccess,
   target_url: str('where the page sends admitted users, with ?admission_token= ("" = none: the page shows the admission)'),
   message: nullable(OperatorMessage, "the operator's message to everyone waiting (null = none)"),
+  ...Schedule,
+});
+export const EndEventRequest = Type.Object(
+  {
+    reason: str('why: sold_out, cancelled, ... (lower case, digits, _)', { pattern: '^[a-z0-9_]{1,32}$' }),
+    message: Type.Optional(OperatorMessage),
+  },
+  { additionalProperties: false, examples: [{ reason: 'sold_out', message: { en: 'All tickets are sold. Thank you for waiting.' } }] },
+);
+export const AdaptiveLog = Type.Object({
+  event_id: str('the event'),
+  adaptive: nullable(AdaptivePolicy, 'the policy in force (null = off)'),
+  decisions: Type.Array(
+    Type.Object({
+      at: str('when', { format: 'date-time' }),
+      rate: num('the rate after the decision'),
+      reason: str('healthy, at_ceiling, latency, errors, no_data, cooling_down or at_floor'),
+      p95_ms: num('reservation p95 over the window, all instances (bucket upper bound)'),
+      error_share: num('share of failed reservation calls over the window'),
+      calls: int('reservation calls in the window'),
+    }),
+    { description: 'oldest first, at most 600 (every ADAPTIVE_INTERVAL_MS)' },
+  ),
+});
+export const DeleteEventQuery = Type.Object({ force: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')], { description: 'delete even while ready users hold a window' })) });
+export const DeleteEventResponse = Type.Object({ event_id: str('the event'), deleted_keys: int('Redis keys removed', { minimum: 0 }) });
+export const DrawInfo = Type.Object({
+  event_id: str('the event'),
+  algorithm: Type.Literal('wr-draw-v1', { description: 'docs/FAIRNESS.md: key = first 13 hex digits of SHA-1(seed ":" receipt) as an integer; places in ascending key order' }),
+  status: Type.Union([Type.Literal('committed'), Type.Literal('drawn')]),
+  commitment: str('SHA-256 of the seed (the seed as its 64 hex characters), hex: published before the pre-queue opens, never changed'),
+  committed_at: str('when the commitment was made', { format: 'date-time' }),
+  prequeue_opens_at: dateTime('when the pre-queue opens'),
+  starts_at: dateTime('when the draw happens'),
+  seed: nullable(Type.String(), 'the seed, 64 hex characters: revealed at the draw (null before)'),
+  drawn_at: dateTime('when the draw happened'),
+  entrants: int('entrants so far (before the draw), or drawn (after)', { minimum: 0 }),
+  entrants_digest: nullable(Type.String(), 'after the draw: SHA-256 (hex) of the receipts sorted in byte order, one per line ("\\n" after each)'),
+  entrants_url: str('the entrant list in draw order (after the draw), paged'),
+});
+export const DrawEntrants = Type.Object({
+  event_id: str('the event'),
+  total: int('entrants drawn', { minimum: 0 }),
+  offset: int('index of the first entry', { minimum: 0 }),
+  entrants: Type.Array(
+    Type.Object({
+      position: int('place given at the draw', { minimum: 1 }),
+      receipt: str('the entry receipt'),
+      key: int('the draw key (docs/FAIRNESS.md)', { minimum: 0 }),
+    }),
+  ),
+});
+export const DrawEntrantsQuery = Type.Object({
+  offset: Type.Optional(Type.String({ pattern: '^[0-9]{1,7}$', description: 'first entry (default 0)' })),
+  limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: 'entries per page (default and at most 10000)' })),
 });
 export const EventStats = Type.Intersect([
   Event,
@@ -150,6 +285,7 @@ export const EventStats = Type.Intersect([
     promote_share: num('share of joiners (last 15 minutes) who take their slot rather than give up while waiting'),
     eta_confidence: num('ETA confidence', { minimum: 0, maximum: 1 }),
     ticker_instance: nullable(Type.String(), 'instance holding the ticker lease'),
+    ended_total: int('places let go because the event ended'),
   }),
 ]);
 export const EventSummary = Type.Object({
@@ -258,6 +394,14 @@ export const NAMED: Readonly<Record<string, TSchema>> = {
   EventSummary,
   EventList,
   PublicEvent,
+  EndEventRequest,
+  DeleteEventResponse,
+  AdaptivePolicy,
+  AdaptiveLog,
+  ChallengePolicy,
+  Challenge,
+  DrawInfo,
+  DrawEntrants,
   RedeemRequest,
   Redeemed,
   CreateReservationRequest,

@@ -32,6 +32,8 @@ export const Close = {
   LEFT: 4001,
   UNKNOWN_TOKEN: 4004,
   EXPIRED: 4010,
+  /** the event ended (sold out, cancelled): an `ended` message said why */
+  ENDED: 4020,
   DRAINING: 4100,
   SLOW_CONSUMER: 4101,
   OVERLOADED: 4102,
@@ -53,12 +55,21 @@ export function closeKind(code: number): CloseKind {
   return 'transport';
 }
 
-export type EventState = 'open' | 'paused' | 'closed';
+/**
+ * scheduled -> prequeue -> open <-> paused -> ended (closed: no new
+ * arrivals). Sockets exist from the pre-queue on.
+ */
+export type EventState = 'scheduled' | 'prequeue' | 'open' | 'paused' | 'closed' | 'ended';
 
-/** The complete place-in-line snapshot carried by `welcome`, `position` and a status poll. */
+/**
+ * The complete place-in-line snapshot carried by `welcome`, `position` and a status poll.
+ * status `prequeue`: in the pre-queue, before the draw at `starts_at`: no
+ * position yet (position and people_ahead 0, eta_sec = seconds to the start);
+ * at the start a `position` with status `waiting` follows.
+ */
 export interface PositionSnapshot {
-  status: 'waiting' | 'ready';
-  /** 1 + the people still waiting ahead */
+  status: 'prequeue' | 'waiting' | 'ready';
+  /** 1 + the people still waiting ahead (0 in the pre-queue) */
   position: number;
   people_ahead: number;
   /** people ahead who were called and are being let in now */
@@ -68,6 +79,10 @@ export interface PositionSnapshot {
   eta_high: number;
   confidence: number;
   event_state: EventState;
+  /** the draw's start (RFC 3339), while in the pre-queue */
+  starts_at?: string;
+  /** the entry receipt: the line of this place in the draw's published entrant list (docs/FAIRNESS.md) */
+  receipt?: string;
 }
 
 /** The operator's message to everyone waiting: text by language code ("en", "ko", ...). */
@@ -108,6 +123,15 @@ export interface ExpiredMessage {
 export interface LeftMessage {
   type: 'left';
 }
+/** The event ended while waiting (or in the pre-queue): terminal, the close (4020) follows. */
+export interface EndedMessage {
+  type: 'ended';
+  /** the operator's reason: sold_out, cancelled, ends_at (the scheduled end), ... */
+  reason: string;
+  /** the operator's message (null = none) */
+  message: OperatorMessage | null;
+  ended_at: string;
+}
 export interface PausedMessage {
   type: 'paused';
   /** 'unavailable': this instance lost the store; nothing moves until a `resumed` */
@@ -134,6 +158,7 @@ export type ServerMessage =
   | AdmittedMessage
   | ExpiredMessage
   | LeftMessage
+  | EndedMessage
   | PausedMessage
   | ResumedMessage
   | NoticeMessage

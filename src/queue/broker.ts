@@ -1,6 +1,6 @@
 import { pack, unpack } from 'msgpackr';
 import type { RedisClient } from '../redis/connect.js';
-import type { EventState, TickResult } from './store.js';
+import { EVENT_STATES, type EventState, type TickResult } from './store.js';
 
 // What a tick changed, published on the event's channel so every instance can
 // update the users attached to it without asking Redis per user. Users are
@@ -44,6 +44,8 @@ export interface Tick {
   readonly reconnectGraceSec: number;
   /** version of the operator's message (notice_ms, 0 = never set); undefined from instances older than script protocol 3 */
   readonly noticeVersion: number | undefined;
+  /** the event's scheduled start (Redis ms, 0 = none); undefined from instances older than script protocol 5 */
+  readonly startsMs?: number;
   readonly eta: TickEta;
 }
 
@@ -66,6 +68,7 @@ export interface TickWire {
   readonly xs: number;
   readonly g: number;
   readonly n?: number;
+  readonly sa?: number;
   readonly eta: TickEta;
 }
 
@@ -81,6 +84,7 @@ export function tickOf(eventId: string, r: TickResult): Tick {
     lastExitSeq: r.xseq,
     reconnectGraceSec: r.reconnectGraceSec,
     noticeVersion: r.noticeMs,
+    startsMs: r.startsMs,
     eta: { ...r.eta, tokens: r.tokens },
   };
 }
@@ -98,6 +102,7 @@ export function encodeTick(t: Tick): Buffer {
     xs: t.lastExitSeq,
     g: t.reconnectGraceSec,
     ...(t.noticeVersion === undefined ? {} : { n: t.noticeVersion }),
+    ...(t.startsMs ? { sa: t.startsMs } : {}),
     eta: t.eta,
   };
   return pack(wire);
@@ -107,7 +112,7 @@ export class BadTickMessage extends Error {
   override readonly name = 'BadTickMessage';
 }
 
-const STATES: ReadonlySet<string> = new Set<EventState>(['open', 'paused', 'closed']);
+const STATES: ReadonlySet<string> = new Set<EventState>(EVENT_STATES);
 const ETA_FIELDS = ['rate', 'rw', 'r1', 'r5', 'r15', 'share', 'conf', 'spread', 'tokens'] as const;
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
@@ -130,6 +135,7 @@ export function decodeTick(data: Uint8Array): Tick {
   if (typeof w.s !== 'string' || !STATES.has(w.s)) bad('s (state)');
   for (const f of ['q', 'r', 'xs', 'g'] as const) if (!isNum(w[f])) bad(f);
   if (w.n !== undefined && !isNum(w.n)) bad('n (notice version)');
+  if (w.sa !== undefined && !isNum(w.sa)) bad('sa (starts at)');
   if (!Array.isArray(w.p)) bad('p (promoted)');
   if (!Array.isArray(w.o)) bad('o (exits)');
   const promoted: Promotion[] = [];
@@ -158,6 +164,7 @@ export function decodeTick(data: Uint8Array): Tick {
     lastExitSeq: w.xs as number,
     reconnectGraceSec: w.g as number,
     noticeVersion: w.n as number | undefined,
+    startsMs: (w.sa as number | undefined) ?? 0,
     eta: eta as unknown as TickEta,
   };
 }

@@ -25,7 +25,7 @@ export interface Entry {
 /** userId: the caller's authenticated user ('' in open mode). The admission token's subject is that user, else the user the place was bound to, else the waiting token. */
 export async function enterLine(d: EntryDeps, token: string, userId: string, via: 'http' | 'ws'): Promise<Entry> {
   try {
-    const r = await d.store.enter(token, userId, d.authConfigured);
+    const r = await d.store.enter(token, userId, d.authConfigured, d.admission.ttlSec * 1000);
     const ttlSec = r.again ? d.admission.remainingSec(r.admittedMs) : d.admission.ttlSec;
     // Entered before (an answer lost on the way, another tab): the same admission again while it is valid,
     // signed from the same claims (same jti), never a second one.

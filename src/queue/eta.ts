@@ -56,3 +56,14 @@ export function estimate(rank: number, readyCount: number, waiting: boolean, p: 
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/**
+ * In the pre-queue there is no position until the draw: the ETA is the time
+ * to the start, and polls come often enough to keep the place and to hear
+ * the draw soon after it.
+ */
+export function prequeueEstimate(startsMs: number, nowMs: number, pollTimeoutMs: number): Estimate {
+  const toStart = Math.max(0, Math.ceil((startsMs - nowMs) / 1000));
+  const pollAfterMs = Math.round(Math.min(Math.max(toStart * 1000, 1000), 10_000, pollTimeoutMs / 3));
+  return { position: 0, peopleAhead: 0, beingLetIn: 0, etaSec: toStart, etaLowSec: toStart, etaHighSec: toStart, confidence: 1, pollAfterMs };
+}

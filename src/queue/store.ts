@@ -1,3 +1,4 @@
+import { Cluster, type Redis } from 'ioredis';
 import type { RedisClient } from '../redis/connect.js';
 import { callStore, storeError } from '../redis/connect.js';
 import type { ScriptKey, ScriptStatusName } from '../generated/lua.js';
@@ -9,12 +10,18 @@ import { tokenEvent } from './token.js';
 // Typed access to the queue's Lua scripts. The scripts are the only writers
 // of queue state; this module turns their replies into values or AppErrors.
 
-export type UserState = 'waiting' | 'ready' | 'admitted' | 'expired' | 'left';
-export type EventState = 'open' | 'paused' | 'closed';
+export type UserState = 'prequeue' | 'waiting' | 'ready' | 'admitted' | 'expired' | 'left';
+/**
+ * scheduled (joins refused until the pre-queue opens) -> prequeue (joins
+ * accepted, nobody admitted, no positions) -> open (after the draw) <->
+ * paused; closed (no new arrivals); ended (everyone waiting let go).
+ */
+export type EventState = 'scheduled' | 'prequeue' | 'open' | 'paused' | 'closed' | 'ended';
+export const EVENT_STATES: readonly EventState[] = ['scheduled', 'prequeue', 'open', 'paused', 'closed', 'ended'];
 /** user: a verified user enters (the place becomes theirs); anonymous: the waiting token is the credential */
 export type EventAccess = 'user' | 'anonymous';
 
-const stateNames: Record<string, UserState> = { w: 'waiting', r: 'ready', a: 'admitted', x: 'expired', l: 'left' };
+const stateNames: Record<string, UserState> = { p: 'prequeue', w: 'waiting', r: 'ready', a: 'admitted', x: 'expired', l: 'left' };
 
 /**
  * Refusals: a script's status (lua/status-codes.json) -> the contract's
@@ -35,6 +42,10 @@ const refusals = {
   NOT_OWNER: ['FORBIDDEN', 'this place in line belongs to another user'],
   HOLDS_OTHER_PLACE: ['DUPLICATE_REQUEST', 'this user already holds another place in this event'],
   USER_REQUIRED: ['UNAUTHORIZED', 'a bearer token is required to enter this event'],
+  EVENT_NOT_OPEN: ['EVENT_NOT_OPEN', 'this event is not open yet'],
+  EVENT_ENDED: ['EVENT_ENDED', 'this event has ended'],
+  STATE_CONFLICT: ['EVENT_STATE_CONFLICT', "not allowed in the event's current state"],
+  PROOF_USED: ['CHALLENGE_FAILED', 'this challenge was solved for another join already: get a new one'],
 } as const satisfies Record<string, readonly [ErrorCode, string]>;
 
 function refuse(status: keyof typeof refusals, details?: Record<string, unknown>, headers?: Record<string, string>): AppError {
@@ -59,6 +70,98 @@ export interface EventConfig {
   readonly notice: Notice | null;
   /** when the message last changed (0 = never): the version instances compare */
   readonly noticeMs: number;
+  /** the schedule, Redis ms (0 = none) */
+  readonly prequeueOpensMs: number;
+  readonly startsMs: number;
+  readonly endsMs: number;
+  /** SHA-256 of the draw's seed, hex ('' = no draw): published from the moment the schedule is set, never changed */
+  readonly drawCommitment: string;
+  /** when the draw happened (0 = not yet) */
+  readonly drawnMs: number;
+  /** why and when it ended ('' / 0 = it has not) */
+  readonly endReason: string;
+  readonly endedMs: number;
+  readonly adaptive: AdaptivePolicy | null;
+  /** at most this many ready + admitted sessions at once (0 = off: admit by rate alone) */
+  readonly maxActiveSessions: number;
+  readonly challenge: ChallengePolicy | null;
+  /** the adaptive controller's last change: why and when ('' / 0 = none yet) */
+  readonly adaptiveReason: string;
+  readonly adaptiveMs: number;
+}
+
+/**
+ * The configuration fields, in the order event-put-3.lua returns them and
+ * every read asks for them (toConfig reads by this order).
+ */
+export const CONFIG_FIELDS = [
+  'rate',
+  'burst',
+  'ready_window_sec',
+  'reconnect_grace_sec',
+  'state',
+  'created_ms',
+  'updated_ms',
+  'access',
+  'target_url',
+  'notice',
+  'notice_ms',
+  'prequeue_opens_ms',
+  'starts_ms',
+  'ends_ms',
+  'draw_commit',
+  'drawn_ms',
+  'end_reason',
+  'ended_ms',
+  'adaptive',
+  'max_active_sessions',
+  'challenge',
+  'adaptive_reason',
+  'adaptive_ms',
+] as const;
+
+/** Adaptive outflow (src/queue/adaptive.ts): the rate moves between floor and ceiling to hold the backend objective. */
+export interface AdaptivePolicy {
+  readonly floor: number;
+  readonly ceiling: number;
+  /** reservation p95 objective, ms */
+  readonly p95Ms: number;
+  /** share of reservation calls that may fail, 0..1 */
+  readonly errorShare: number;
+}
+
+/** A join must carry a solved challenge: proof of work, or a token an external verifier accepts. */
+export type ChallengePolicy = { readonly kind: 'pow'; readonly difficulty: number } | { readonly kind: 'external' };
+
+function parseJson(v: unknown): Record<string, unknown> | null {
+  if (typeof v !== 'string' || v === '') return null;
+  try {
+    const o = JSON.parse(v) as unknown;
+    return o && typeof o === 'object' && !Array.isArray(o) ? (o as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The stored policy (JSON written by the admin API only); anything unreadable counts as off. */
+export function parseAdaptive(v: unknown): AdaptivePolicy | null {
+  const o = parseJson(v);
+  if (!o) return null;
+  const n = (x: unknown): number => (typeof x === 'number' && Number.isFinite(x) ? x : NaN);
+  const p = { floor: n(o.floor), ceiling: n(o.ceiling), p95Ms: n(o.p95_ms), errorShare: n(o.error_share) };
+  return Object.values(p).every((x) => !Number.isNaN(x)) && p.floor > 0 && p.ceiling >= p.floor ? p : null;
+}
+
+export function adaptiveJson(p: AdaptivePolicy): string {
+  return JSON.stringify({ floor: p.floor, ceiling: p.ceiling, p95_ms: p.p95Ms, error_share: p.errorShare });
+}
+
+export function parseChallenge(v: unknown): ChallengePolicy | null {
+  const o = parseJson(v);
+  if (!o) return null;
+  if (o.kind === 'pow' && typeof o.difficulty === 'number') return { kind: 'pow', difficulty: o.difficulty };
+  if (o.kind === 'external') return { kind: 'external' };
+  return null;
 }
 
 /** The operator's message: text by language code ("en", "ko", ...). */
@@ -89,6 +192,16 @@ export interface EventPatch {
   targetUrl?: string;
   /** null clears it */
   notice?: Notice | null;
+  /** the schedule (Redis ms); endsMs null clears it */
+  prequeueOpensMs?: number;
+  startsMs?: number;
+  endsMs?: number | null;
+  /** with a first schedule: the draw's seed and its commitment (kept only when the event has none) */
+  draw?: { seed: string; commitment: string };
+  /** null turns each off */
+  adaptive?: AdaptivePolicy | null;
+  maxActiveSessions?: number | null;
+  challenge?: ChallengePolicy | null;
 }
 
 export interface JoinDefaults {
@@ -100,6 +213,8 @@ export interface JoinDefaults {
   livenessMs: number;
   idempotencyTtlSec: number;
   access: EventAccess;
+  /** how long a challenge proof's id is remembered (as long as a challenge is valid; default 2 minutes) */
+  proofTtlMs?: number;
 }
 
 /** [token, who claims, window ms]: see QueueStore.touch */
@@ -107,8 +222,11 @@ export type LivenessClaim = readonly [token: string, kind: 'hold' | 'poll', wind
 
 export interface JoinResult {
   readonly token: string;
+  /** 0 in the pre-queue (no position before the draw) */
   readonly position: number;
   readonly created: boolean;
+  /** in the pre-queue: the entry receipt (its line in the draw's entrant list) */
+  readonly receipt?: string;
 }
 
 export interface EtaParams {
@@ -141,6 +259,28 @@ export interface StatusSnapshot {
   /** exits so far in this event: `rank` is exact as of this exit */
   readonly xseq: number;
   readonly reconnectGraceSec: number;
+  /** the event's scheduled start (Redis ms, 0 = none) */
+  readonly startsMs: number;
+  /** why the event ended ('' = it has not) */
+  readonly endReason: string;
+}
+
+/** What a tick did to the event's state: '' nothing, else the state it moved to ('drawn': the pre-queue drew and the event opened). */
+export type Transition = '' | 'prequeue' | 'drawn' | 'ended';
+
+/** The draw as published (docs/FAIRNESS.md). */
+export interface DrawInfo {
+  readonly commitment: string;
+  readonly committedMs: number;
+  /** revealed once drawn, else '' */
+  readonly seed: string;
+  readonly drawnMs: number;
+  readonly entrants: number;
+  /** SHA-256 of the entrant list, once computed ('' = not yet) */
+  readonly digest: string;
+  readonly prequeueOpensMs: number;
+  readonly startsMs: number;
+  readonly state: EventState;
 }
 
 export interface TickResult {
@@ -160,6 +300,8 @@ export interface TickResult {
   readonly reconnectGraceSec: number;
   /** when the operator's message last changed (0 = never) */
   readonly noticeMs: number;
+  readonly startsMs: number;
+  readonly transition: Transition;
 }
 
 export interface EventStats {
@@ -187,6 +329,18 @@ function toConfig(id: string, v: unknown[]): EventConfig {
     targetUrl: typeof v[8] === 'string' ? v[8] : '',
     notice: parseNotice(v[9]),
     noticeMs: num(v[10]),
+    prequeueOpensMs: num(v[11]),
+    startsMs: num(v[12]),
+    endsMs: num(v[13]),
+    drawCommitment: typeof v[14] === 'string' ? v[14] : '',
+    drawnMs: num(v[15]),
+    endReason: typeof v[16] === 'string' ? v[16] : '',
+    endedMs: num(v[17]),
+    adaptive: parseAdaptive(v[18]),
+    maxActiveSessions: num(v[19]),
+    challenge: parseChallenge(v[20]),
+    adaptiveReason: typeof v[21] === 'string' ? v[21] : '',
+    adaptiveMs: num(v[22]),
   };
 }
 
@@ -196,7 +350,7 @@ const JOIN_BATCH_MAX = 256;
 interface JoinBatch {
   eventId: string;
   d: JoinDefaults;
-  items: { token: string; userId: string; idempotencyKey: string; resolve: (r: JoinResult) => void; reject: (e: unknown) => void }[];
+  items: { token: string; userId: string; idempotencyKey: string; proofId: string; resolve: (r: JoinResult) => void; reject: (e: unknown) => void }[];
 }
 
 export class QueueStore {
@@ -230,7 +384,7 @@ export class QueueStore {
    * object for all joins (the route builds it once); a join with another
    * object sends the batch gathered so far first, so order is kept.
    */
-  join(eventId: string, token: string, userId: string, idempotencyKey: string, d: JoinDefaults): Promise<JoinResult> {
+  join(eventId: string, token: string, userId: string, idempotencyKey: string, d: JoinDefaults, proofId = ''): Promise<JoinResult> {
     let batch = this.joinBatches.get(eventId);
     if (batch && batch.d !== d) {
       this.joinBatches.delete(eventId);
@@ -244,7 +398,7 @@ export class QueueStore {
     }
     const b = batch;
     return new Promise<JoinResult>((resolve, reject) => {
-      b.items.push({ token, userId, idempotencyKey, resolve, reject });
+      b.items.push({ token, userId, idempotencyKey, proofId, resolve, reject });
       if (b.items.length >= JOIN_BATCH_MAX) {
         this.joinBatches.delete(eventId);
         void this.runJoinBatch(b);
@@ -262,11 +416,11 @@ export class QueueStore {
   private async runJoinBatch(b: JoinBatch): Promise<void> {
     const k = this.keys(b.eventId);
     const { d } = b;
-    const args: (string | number)[] = [d.livenessMs, d.autoCreate ? '1' : '0', d.rate, d.burst, d.readyWindowSec, d.reconnectGraceSec, d.idempotencyTtlSec, d.access];
-    for (const it of b.items) args.push(it.token, it.userId, it.idempotencyKey);
+    const args: (string | number)[] = [d.livenessMs, d.autoCreate ? '1' : '0', d.rate, d.burst, d.readyWindowSec, d.reconnectGraceSec, d.idempotencyTtlSec, d.access, d.proofTtlMs ?? 120_000];
+    for (const it of b.items) args.push(it.token, it.userId, it.idempotencyKey, it.proofId);
     let r: unknown[];
     try {
-      r = (await this.run('joinBatch', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket, k.hist], k.base, args)) as unknown[];
+      r = (await this.run('joinBatch', [k.cfg, k.seq, k.q, k.live, k.stats, k.bucket, k.hist, k.entrants], k.base, args)) as unknown[];
     } catch (err) {
       for (const it of b.items) it.reject(err);
       return;
@@ -285,7 +439,16 @@ export class QueueStore {
         return;
       }
       if (j.status === 'JOINED') it.resolve({ token: j.token, position: j.position, created: j.created });
+      else if (j.status === 'PREQUEUED') it.resolve({ token: j.token, position: 0, created: j.created, receipt: j.receipt });
       else if (j.status === 'DUPLICATE') it.reject(refuse('DUPLICATE', { waiting_token: j.token, position: j.position, status: j.state }));
+      else if (j.status === 'EVENT_NOT_OPEN') {
+        const opens = j.prequeueOpensMs || j.startsMs;
+        const wait = Math.max(1, Math.ceil((opens - Date.now()) / 1000));
+        it.reject(
+          refuse('EVENT_NOT_OPEN', { opens_at: iso(opens), starts_at: iso(j.startsMs) }, { 'Retry-After': String(Math.min(wait, 3600)) }),
+        );
+      } else if (j.status === 'EVENT_ENDED') it.reject(refuse('EVENT_ENDED', { reason: j.reason, ended_at: iso(j.endedMs) }));
+      else if (j.status === 'PROOF_USED') it.reject(refuse('PROOF_USED', { reason: 'used' }));
       else it.reject(refuse(j.status));
     });
   }
@@ -312,11 +475,39 @@ export class QueueStore {
    * another user is 403. A place admitted before answers `again: true` with
    * the admission it had (the caller decides whether it may be handed out).
    */
-  async enter(token: string, userId = '', authConfigured = false): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string; again: boolean }> {
+  /** An admission was redeemed or spent: its session slot (max_active_sessions) is free. */
+  async endSession(eventId: string, token: string): Promise<boolean> {
+    const k = this.keys(eventId);
+    return num(await this.run('sessionEnd', [k.active], k.base, [token])) === 1;
+  }
+
+  /** The adaptive controller's decision (lease-fenced): false when this instance does not tick the event or adaptive outflow is off. */
+  async setAdaptiveRate(eventId: string, instanceId: string, rate: number, reason: string, entry: string): Promise<boolean> {
+    const k = this.keys(eventId);
+    return num(await this.run('adaptiveSet', [k.cfg, k.bucket, k.lease, k.alog], k.base, [instanceId, rate, reason, entry])) === 1;
+  }
+
+  /** The controller's recent decisions, oldest first. */
+  async adaptiveLog(eventId: string, max = 600): Promise<Array<{ atMs: number; rate: number; reason: string; p95Ms: number; errorShare: number; calls: number }>> {
+    const k = this.keys(eventId);
+    const rows = await this.guard(() => this.redis.lrange(k.alog, 0, max - 1));
+    return rows.reverse().map((r) => {
+      const [at, rate, reason, p95, err, calls] = r.split(' ');
+      return { atMs: num(at), rate: num(rate), reason: reason ?? '', p95Ms: num(p95), errorShare: num(err), calls: num(calls) };
+    });
+  }
+
+  /** Ready and admitted sessions holding a slot now (max_active_sessions). */
+  async activeSessions(eventId: string): Promise<number> {
+    const k = this.keys(eventId);
+    return this.guard(() => this.redis.zcount(k.active, `(${Date.now()}`, '+inf'));
+  }
+
+  async enter(token: string, userId = '', authConfigured = false, admissionTtlMs = 300_000): Promise<{ eventId: string; readyAtMs: number; admittedMs: number; joinedMs: number; boundUser: string; again: boolean }> {
     const eventId = tokenEvent(token);
     if (!eventId) throw refuse('TOKEN_NOT_FOUND');
     const k = this.keys(eventId);
-    const e = decodeEnter(await this.run('enter', this.exitKeys(k, token), k.base, [token, userId, authConfigured ? '1' : '0']));
+    const e = decodeEnter(await this.run('enter', this.exitKeys(k, token), k.base, [token, userId, authConfigured ? '1' : '0', admissionTtlMs]));
     switch (e.status) {
       case 'ADMITTED':
         return { eventId, readyAtMs: e.readyAtMs, admittedMs: e.admittedMs, joinedMs: e.joinedMs, boundUser: e.boundUser, again: false };
@@ -339,7 +530,7 @@ export class QueueStore {
     const eventId = tokenEvent(token);
     if (!eventId) throw refuse('TOKEN_NOT_FOUND');
     const k = this.keys(eventId);
-    const r = await this.run('leave', this.exitKeys(k, token), k.base, [token]);
+    const r = await this.run('leave', [...this.exitKeys(k, token), k.cfg, k.entrants], k.base, [token]);
     const status = statusOf('leave', r);
     if (status === 'LEFT') return;
     if (status === 'FINISHED') throw refuse('FINISHED_LEAVE', { status: stateNames[str((r as unknown[])[1])] ?? 'unknown' });
@@ -384,7 +575,7 @@ export class QueueStore {
     o: { leaseMs: number; maxPromote: number; maxSweep: number; maxExits: number; gapMs?: number; quietMs?: number },
   ): Promise<TickResult | 'not-holder' | 'no-config'> {
     const k = this.keys(eventId);
-    const r = await this.run('tick', [k.cfg, k.bucket, k.q, k.ready, k.live, k.stats, k.hist, k.exits, k.fin, k.eta, k.lease], k.base, [
+    const r = await this.run('tick', [k.cfg, k.bucket, k.q, k.ready, k.live, k.stats, k.hist, k.exits, k.fin, k.eta, k.lease, k.seq, k.entrants, k.active], k.base, [
       instanceId,
       o.leaseMs,
       o.maxPromote,
@@ -404,7 +595,7 @@ export class QueueStore {
   async putEvent(eventId: string, p: EventPatch): Promise<EventConfig & { created: boolean }> {
     const k = this.keys(eventId);
     const s = (v: number | string | undefined): string => (v === undefined ? '' : String(v));
-    const r = (await this.run('eventPut', [k.cfg, k.bucket, k.hist], k.base, [
+    const r = await this.run('eventPut', [k.cfg, k.bucket, k.hist], k.base, [
       s(p.rate),
       s(p.burst),
       s(p.readyWindowSec),
@@ -413,9 +604,101 @@ export class QueueStore {
       s(p.access),
       p.targetUrl === undefined ? '' : p.targetUrl === '' ? 'none' : p.targetUrl,
       p.notice === undefined ? '' : p.notice === null ? 'none' : JSON.stringify(p.notice),
-    ])) as unknown[];
-    // {created(0|1), then the configuration's fields in toConfig's order}: a data reply, no status
-    return { ...toConfig(eventId, r.slice(1)), created: num(r[0]) === 1 };
+      s(p.prequeueOpensMs),
+      s(p.startsMs),
+      p.endsMs === undefined ? '' : p.endsMs === null ? 'none' : String(p.endsMs),
+      p.draw?.seed ?? '',
+      p.draw?.commitment ?? '',
+      p.adaptive === undefined ? '' : p.adaptive === null ? 'none' : adaptiveJson(p.adaptive),
+      p.maxActiveSessions === undefined ? '' : p.maxActiveSessions === null ? 'none' : String(p.maxActiveSessions),
+      p.challenge === undefined ? '' : p.challenge === null ? 'none' : JSON.stringify(p.challenge),
+    ]);
+    const status = statusOf('eventPut', r);
+    const f = r as unknown[];
+    if (status === 'STATE_CONFLICT') throw refuse('STATE_CONFLICT', { state: str(f[1]) });
+    if (status !== 'CONFIGURED') throw unexpected('eventPut', status);
+    return { ...toConfig(eventId, f.slice(2)), created: num(f[1]) === 1 };
+  }
+
+  /** Ends the event now (idempotent: a second end answers the first, `already`). */
+  async endEvent(eventId: string, reason: string, notice: Notice | undefined): Promise<{ endedMs: number; reason: string; already: boolean }> {
+    const k = this.keys(eventId);
+    const r = await this.run('eventEnd', [k.cfg], k.base, [reason, notice ? JSON.stringify(notice) : '']);
+    const status = statusOf('eventEnd', r);
+    const f = r as unknown[];
+    if (status === 'ENDED') return { endedMs: num(f[1]), reason, already: false };
+    if (status === 'EVENT_ENDED') return { endedMs: num(f[2]), reason: str(f[1]), already: true };
+    if (status === 'EVENT_NOT_FOUND') throw refuse('EVENT_NOT_FOUND');
+    throw unexpected('eventEnd', status);
+  }
+
+  /** The draw as published: the seed only once drawn (docs/FAIRNESS.md); null when the event has no draw. */
+  async drawInfo(eventId: string): Promise<DrawInfo | null> {
+    const k = this.keys(eventId);
+    const [v, entrants] = await this.guard(() =>
+      Promise.all([
+        this.redis.hmget(k.cfg, 'draw_commit', 'draw_committed_ms', 'draw_seed', 'drawn_ms', 'draw_entrants', 'draw_digest', 'prequeue_opens_ms', 'starts_ms', 'state'),
+        this.redis.zcard(k.entrants),
+      ]),
+    );
+    if (!v[0]) return null;
+    const drawnMs = num(v[3]);
+    return {
+      commitment: v[0],
+      committedMs: num(v[1]),
+      seed: drawnMs > 0 ? (v[2] ?? '') : '',
+      drawnMs,
+      entrants: drawnMs > 0 ? num(v[4]) : entrants,
+      digest: drawnMs > 0 ? (v[5] ?? '') : '',
+      prequeueOpensMs: num(v[6]),
+      startsMs: num(v[7]),
+      state: (v[8] ?? 'closed') as EventState,
+    };
+  }
+
+  /** One page of the entrant list in draw order: [receipt, draw key]; after the draw it never changes. */
+  async entrants(eventId: string, offset: number, limit: number): Promise<Array<[string, number]>> {
+    const k = this.keys(eventId);
+    const flat = await this.guard(() => this.redis.zrange(k.entrants, offset, offset + limit - 1, 'WITHSCORES'));
+    const out: Array<[string, number]> = [];
+    for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, num(flat[i + 1])]);
+    return out;
+  }
+
+  /** Records the entrant list's digest once (every instance computes the same value: the first write stays). */
+  async saveDrawDigest(eventId: string, digest: string): Promise<string> {
+    const k = this.keys(eventId);
+    await this.guard(() => this.redis.hsetnx(k.cfg, 'draw_digest', digest));
+    return (await this.guard(() => this.redis.hget(k.cfg, 'draw_digest'))) ?? digest;
+  }
+
+  /** Why the event ended and the operator's message, for the users told now. */
+  async endInfo(eventId: string): Promise<{ reason: string; endedMs: number; notice: Notice | null }> {
+    const k = this.keys(eventId);
+    const v = await this.guard(() => this.redis.hmget(k.cfg, 'end_reason', 'ended_ms', 'notice'));
+    return { reason: v[0] ?? '', endedMs: num(v[1]), notice: parseNotice(v[2]) };
+  }
+
+  /**
+   * Deletes every key of an event (its hash tag puts them in one slot): a
+   * bounded SCAN on each primary (only the slot's owner has any), UNLINK in
+   * batches. Returns the number of keys removed.
+   */
+  async deleteEventKeys(eventId: string): Promise<number> {
+    const k = this.keys(eventId);
+    // glob characters in the prefix are matched literally
+    const pattern = `${k.base.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
+    const nodes: Redis[] = this.redis instanceof Cluster ? this.redis.nodes('master') : [this.redis];
+    let removed = 0;
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, found] = await this.guard(() => node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000));
+        cursor = next;
+        for (let i = 0; i < found.length; i += 500) removed += await this.guard(() => node.unlink(...found.slice(i, i + 500)));
+      } while (cursor !== '0');
+    }
+    return removed;
   }
 
   /** The operator's message now (one HGET; instances ask only when a tick shows it changed). */
@@ -426,9 +709,7 @@ export class QueueStore {
 
   async getEvent(eventId: string): Promise<EventConfig | null> {
     const k = this.keys(eventId);
-    const v = await this.guard(() =>
-      this.redis.hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url', 'notice', 'notice_ms'),
-    );
+    const v = await this.guard(() => this.redis.hmget(k.cfg, ...CONFIG_FIELDS));
     return v[4] ? toConfig(eventId, v) : null;
   }
 
@@ -437,7 +718,7 @@ export class QueueStore {
     const res = await this.guard(() =>
       this.redis
         .multi()
-        .hmget(k.cfg, 'rate', 'burst', 'ready_window_sec', 'reconnect_grace_sec', 'state', 'created_ms', 'updated_ms', 'access', 'target_url', 'notice', 'notice_ms')
+        .hmget(k.cfg, ...CONFIG_FIELDS)
         .zcard(k.q)
         .zcard(k.ready)
         .hgetall(k.stats)
@@ -486,8 +767,13 @@ export class QueueStore {
 
 type JoinReply =
   | { status: 'JOINED'; token: string; position: number; created: boolean }
+  | { status: 'PREQUEUED'; token: string; receipt: string; created: boolean }
   | { status: 'DUPLICATE'; token: string; position: number; state: UserState | 'unknown' }
-  | { status: 'EVENT_NOT_FOUND' | 'EVENT_CLOSED' };
+  | { status: 'EVENT_NOT_OPEN'; prequeueOpensMs: number; startsMs: number }
+  | { status: 'EVENT_ENDED'; reason: string; endedMs: number }
+  | { status: 'EVENT_NOT_FOUND' | 'EVENT_CLOSED' | 'PROOF_USED' };
+
+const iso = (ms: number): string | null => (ms > 0 ? new Date(ms).toISOString() : null);
 
 /** join-batch: four fields per join, in the order the joins were sent; the i-th join's (read in place: this runs per join) */
 function decodeJoin(r: readonly unknown[], i: number): JoinReply {
@@ -496,10 +782,17 @@ function decodeJoin(r: readonly unknown[], i: number): JoinReply {
   switch (status) {
     case 'JOINED':
       return { status, token: str(r[at + 1]), position: num(r[at + 2]), created: num(r[at + 3]) === 1 };
+    case 'PREQUEUED':
+      return { status, token: str(r[at + 1]), receipt: str(r[at + 2]), created: num(r[at + 3]) === 1 };
     case 'DUPLICATE':
       return { status, token: str(r[at + 1]), position: num(r[at + 2]), state: stateNames[str(r[at + 3])] ?? 'unknown' };
+    case 'EVENT_NOT_OPEN':
+      return { status, prequeueOpensMs: num(r[at + 1]), startsMs: num(r[at + 2]) };
+    case 'EVENT_ENDED':
+      return { status, reason: str(r[at + 1]), endedMs: num(r[at + 2]) };
     case 'EVENT_NOT_FOUND':
     case 'EVENT_CLOSED':
+    case 'PROOF_USED':
       return { status };
     default:
       throw unexpected('joinBatch', status);
@@ -511,7 +804,8 @@ function decodeStatus(r: unknown, token: string, eventId: string): StatusSnapsho
   const status = statusOf('status', r);
   if (status === 'TOKEN_NOT_FOUND') return null;
   if (status !== 'FOUND') throw unexpected('status', status);
-  const [, state, rank, readyCount, joinedMs, readyDeadlineMs, finishedMs, reason, eventState, nowMs, rate, rw, share, conf, spread, tokens, seq, xseq, grace] = r as unknown[];
+  const [, state, rank, readyCount, joinedMs, readyDeadlineMs, finishedMs, reason, eventState, nowMs, rate, rw, share, conf, spread, tokens, seq, xseq, grace, startsMs, endReason] =
+    r as unknown[];
   const configured = num(rate);
   return {
     token,
@@ -536,6 +830,8 @@ function decodeStatus(r: unknown, token: string, eventId: string): StatusSnapsho
     seq: num(seq),
     xseq: num(xseq),
     reconnectGraceSec: num(grace, 30),
+    startsMs: num(startsMs),
+    endReason: str(endReason),
   };
 }
 
@@ -575,7 +871,7 @@ function decodeTick(r: unknown): TickResult | 'not-holder' | 'no-config' {
   if (status === 'NOT_LEASE_HOLDER') return 'not-holder';
   if (status === 'EVENT_NOT_FOUND') return 'no-config';
   if (status !== 'TICKED') throw unexpected('tick', status);
-  const [, state, qlen, readyCount, tokens, promoted, expired, exits, eta, nowMs, xseq, grace, noticeMs] = r as unknown[];
+  const [, state, qlen, readyCount, tokens, promoted, expired, exits, eta, nowMs, xseq, grace, noticeMs, startsMs, transition] = r as unknown[];
   const e = (Array.isArray(eta) ? eta : []).map((x: unknown) => num(x));
   return {
     state: str(state) as EventState,
@@ -593,5 +889,9 @@ function decodeTick(r: unknown): TickResult | 'not-holder' | 'no-config' {
     xseq: num(xseq),
     reconnectGraceSec: num(grace, 30),
     noticeMs: num(noticeMs),
+    startsMs: num(startsMs),
+    transition: TRANSITIONS.has(str(transition)) ? (str(transition) as Transition) : '',
   };
 }
+
+const TRANSITIONS: ReadonlySet<string> = new Set<Transition>(['prequeue', 'drawn', 'ended']);

@@ -118,6 +118,7 @@ export class Ticker {
     }
     this.metrics.ticks.inc({ result: 'ok' });
     this.record(eventId, r);
+    if (r.transition) this.transitioned(eventId, r);
     try {
       await this.broker.publish(this.store.keys(eventId).channel, tickOf(eventId, r));
     } catch (err) {
@@ -135,6 +136,19 @@ export class Ticker {
     }
   }
 
+  /** A state change on schedule (exactly one tick, the lease holder's, makes each). */
+  private transitioned(eventId: string, r: TickResult): void {
+    this.metrics.eventTransitions.inc({ event_id: eventId, to: r.transition });
+    if (r.transition === 'drawn') {
+      this.metrics.drawEntrants.set({ event_id: eventId }, r.qlen);
+      this.log.info({ event_id: eventId, entrants: r.qlen, starts_at: new Date(r.startsMs).toISOString() }, 'event: pre-queue drawn, event open');
+    } else if (r.transition === 'prequeue') {
+      this.log.info({ event_id: eventId, starts_at: new Date(r.startsMs).toISOString() }, 'event: pre-queue open');
+    } else {
+      this.log.info({ event_id: eventId, reason: 'ends_at', waiting: r.qlen - r.readyCount }, 'event: ended on schedule');
+    }
+  }
+
   private record(eventId: string, r: TickResult): void {
     const m = this.metrics;
     m.queueDepth.set({ event_id: eventId, state: 'ready' }, r.readyCount);
@@ -145,6 +159,7 @@ export class Ticker {
     m.slidingRate.set({ window: '5m', event_id: eventId }, r.eta.r5);
     m.slidingRate.set({ window: '15m', event_id: eventId }, r.eta.r15);
     m.etaConfidence.set({ event_id: eventId }, r.eta.conf);
+    m.admissionRate.set({ event_id: eventId }, r.eta.rate);
     if (r.promoted.length || r.expired.length) {
       this.log.debug({ event_id: eventId, promoted: r.promoted.length, expired: r.expired.length, in_line: r.qlen }, 'tick');
     }

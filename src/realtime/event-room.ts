@@ -2,9 +2,10 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Exit, Tick } from '../queue/broker.js';
 import type { EtaParams, EventState, Notice, StatusSnapshot } from '../queue/store.js';
-import { estimate, type Estimate } from '../queue/eta.js';
+import { estimate, prequeueEstimate, type Estimate } from '../queue/eta.js';
+import { receiptOf } from '../queue/draw.js';
 import { startUserActor, stopUserActor, lifecycleOf, OUTCOMES, type UserActor, type UserEvent } from '../../machines/user-lifecycle.js';
-import { PROTOCOL_VERSION, type CloseCode, type ServerMessage } from '../protocol/wire.js';
+import { PROTOCOL_VERSION, type CloseCode, type EndedMessage, type ServerMessage } from '../protocol/wire.js';
 
 // The users of one event attached to this instance, and the fan-out after
 // each tick. Ranks are kept exact without asking Redis per user: each user's
@@ -44,7 +45,7 @@ interface RoomUser {
    * these fields its projection for the hot paths (fan-out, polls), which
    * read them for every user on every tick. Never written anywhere else.
    */
-  readonly state: 'waiting' | 'ready';
+  readonly state: 'prequeue' | 'waiting' | 'ready';
   readonly readyDeadlineMs: number;
   /** ids of this user's open sockets here; replaced, never edited in place, so a send loop over it is never disturbed by a close */
   sockets: number[];
@@ -80,7 +81,7 @@ function project(u: Projected): void {
   const snap = u.actor.getSnapshot();
   const l = lifecycleOf(snap);
   // final states are not projected: finish() removes the user right after
-  if (l === 'waiting' || l === 'ready') u.state = l;
+  if (l === 'waiting' || l === 'ready' || l === 'prequeue') u.state = l;
   u.readyDeadlineMs = snap.context.readyDeadlineMs;
 }
 
@@ -104,6 +105,9 @@ export class EventRoom {
   reconnectGraceMs = 30_000;
   /** Redis time minus local time, from the last tick message */
   clockOffsetMs = 0;
+  /** the largest clockOffsetMs seen lately: the least delayed tick message (for realtime_tick_to_push_seconds) */
+  private bestOffsetMs = -Infinity;
+  private bestOffsetAt = 0;
   lastTickAt = 0;
   emptySince = Date.now();
   /** |ETA first shown - actual wait| of recent promotions of users attached here (seconds), for the operator page */
@@ -115,6 +119,12 @@ export class EventRoom {
   noticeMs = -1;
   /** a tick carried a message version this room has not shown: fetch it (once) and call setNotice */
   onNoticeChanged: ((ms: number) => void) | undefined;
+  /** the event's scheduled start (Redis ms, 0 = none) */
+  startsMs = 0;
+  /** the event ended: fetch why (once) and call end() */
+  onEnded: (() => void) | undefined;
+  /** end() ran: everyone waiting here was told */
+  ended = false;
 
   constructor(private readonly o: RoomOptions) {}
 
@@ -132,18 +142,20 @@ export class EventRoom {
       this.eta = s.eta;
       this.reconnectGraceMs = s.reconnectGraceSec * 1000;
       this.clockOffsetMs = s.nowMs - Date.now();
+      this.startsMs = s.startsMs;
     }
     let rank = s.rank;
     // exits already applied to everyone else but not yet reflected in this read
     for (let i = this.firstExitAfter(s.xseq); i < this.recent.length; i++) if (this.recent[i]![1] < s.seq) rank--;
     const ready = s.state === 'ready';
+    const state = ready ? 'ready' : s.state === 'prequeue' ? 'prequeue' : 'waiting';
     const user: Projected = {
       token: s.token,
       seq: s.seq,
       joinedMs: s.joinedMs,
       rank,
       x0: Math.max(s.xseq, this.lastXs),
-      state: ready ? 'ready' : 'waiting',
+      state,
       readyDeadlineMs: s.readyDeadlineMs,
       sockets: [...sockets],
       lastPollAt: 0,
@@ -159,7 +171,7 @@ export class EventRoom {
       firstEtaAt: 0,
     };
     user.actor = startUserActor({
-      state: user.state,
+      state,
       readyDeadlineMs: s.readyDeadlineMs,
       reconnectGraceMs: this.reconnectGraceMs,
       clockOffsetMs: this.clockOffsetMs,
@@ -202,6 +214,7 @@ export class EventRoom {
   }
 
   estimateFor(u: RoomUser): Estimate {
+    if (u.state === 'prequeue') return prequeueEstimate(this.startsMs, this.redisNow(), this.o.pollTimeoutMs);
     const e = estimate(u.rank, this.readyCount, u.state === 'waiting', this.eta, this.o.tickMs, this.o.pollTimeoutMs);
     this.noteFirstEta(u, e);
     return e;
@@ -223,6 +236,8 @@ export class EventRoom {
       eta_high: e.etaHighSec,
       confidence: e.confidence,
       event_state: this.eventState,
+      ...(u.state === 'prequeue' && this.startsMs > 0 ? { starts_at: new Date(this.startsMs).toISOString() } : {}),
+      ...(u.state === 'prequeue' ? { receipt: receiptOf(u.token) } : {}),
     };
   }
 
@@ -237,7 +252,8 @@ export class EventRoom {
 
   /** Sends the current position to one user (first message after a socket opens, or a coalesced update). */
   pushPosition(u: RoomUser, force: boolean): void {
-    if (u.sockets.length === 0) return;
+    // in the pre-queue nothing moves until the draw (the page counts down to starts_at itself)
+    if (u.sockets.length === 0 || (u.state === 'prequeue' && !force)) return;
     const e = this.estimateFor(u);
     if (!force) {
       const posChanged = e.position !== u.pushedPos;
@@ -274,8 +290,14 @@ export class EventRoom {
   applyTick(t: Tick): void {
     const started = process.hrtime.bigint();
     this.clockOffsetMs = t.redisTimeMs - Date.now();
+    // the largest apparent offset is the one with the least delivery delay (re-learnt every 10 minutes)
+    if (this.clockOffsetMs > this.bestOffsetMs || Date.now() - this.bestOffsetAt > 600_000) {
+      this.bestOffsetMs = this.clockOffsetMs;
+      this.bestOffsetAt = Date.now();
+    }
     this.lastTickAt = Date.now();
     this.reconnectGraceMs = t.reconnectGraceSec * 1000;
+    if (t.startsMs !== undefined) this.startsMs = t.startsMs;
     if (t.noticeVersion !== undefined && t.noticeVersion !== this.noticeMs) {
       this.noticeMs = t.noticeVersion;
       if (t.noticeVersion === 0) this.notice = null; // never set: nothing to fetch
@@ -288,6 +310,12 @@ export class EventRoom {
       this.lastXs = exits[exits.length - 1]!.exitSeq;
     } else if (this.lastXs < 0) {
       this.lastXs = t.lastExitSeq;
+    }
+    if ((this.eventState === 'prequeue' || this.eventState === 'scheduled') && t.state !== 'prequeue' && t.state !== 'scheduled' && t.state !== 'ended') {
+      // the draw: everyone here who was in the pre-queue has a place now (their rank was kept
+      // exact all along: their line sequence is their draw key). Before the promotions: the
+      // first of them may be called in this very tick. The push below tells them.
+      this.drawn();
     }
     for (const { seq, readyDeadlineMs } of t.promoted) {
       const u = this.bySeq.get(seq);
@@ -309,9 +337,14 @@ export class EventRoom {
       this.eventState = t.state;
       stateChanged = true;
       // paused and closed both stop admissions: tell everyone; back to open: resumed
-      const note: ServerMessage | undefined =
-        t.state !== 'open' ? { type: 'paused', event_state: t.state } : prev !== 'open' ? { type: 'resumed', event_state: t.state } : undefined;
+      const stopped = (x: string): boolean => x === 'paused' || x === 'closed';
+      const note: ServerMessage | undefined = stopped(t.state)
+        ? { type: 'paused', event_state: t.state }
+        : t.state === 'open' && stopped(prev)
+          ? { type: 'resumed', event_state: t.state }
+          : undefined;
       if (note) for (const u of this.members.values()) for (const id of u.sockets) this.o.sink.send(id, note, true);
+      if (t.state === 'ended' && !this.ended) this.onEnded?.();
     }
     this.readyCount = t.readyCount;
     this.qlen = t.inLine;
@@ -319,11 +352,38 @@ export class EventRoom {
     this.eta = { rate: e.rate, rw: e.rw, share: e.share, conf: e.conf, spread: e.spread, tokens: e.tokens };
     for (const u of this.members.values()) this.pushPosition(u, stateChanged);
     this.o.metrics.fanoutDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    this.o.metrics.tickToPush.observe(Math.max(0, Date.now() + this.bestOffsetMs - t.redisTimeMs) / 1000);
     if (gap) {
       this.o.log.warn({ event_id: this.o.eventId, last: this.lastXs, got: exits[0]?.exitSeq ?? t.lastExitSeq }, 'tick message gap: resynchronising ranks');
       this.lastXs = -1;
       this.onResyncNeeded?.();
     }
+  }
+
+  private drawn(): void {
+    let n = 0;
+    for (const u of this.members.values()) {
+      if (u.state !== 'prequeue') continue;
+      this.drive(u, { type: 'DRAWN' });
+      n++;
+    }
+    if (n > 0) this.o.log.info({ event_id: this.o.eventId, users: n }, 'draw: pre-queue users here placed');
+  }
+
+  /**
+   * The event ended: everyone here still waiting or in the pre-queue is told
+   * why (`ended`, then close 4020) and let go; ready users keep their window.
+   */
+  end(reason: string, endedMs: number, notice: Notice | null): number {
+    this.ended = true;
+    const msg: EndedMessage = { type: 'ended', reason, message: notice, ended_at: new Date(endedMs || this.redisNow()).toISOString() };
+    let n = 0;
+    for (const u of [...this.members.values()]) {
+      if (u.state === 'ready') continue;
+      this.finish(u, 'ended', msg);
+      n++;
+    }
+    return n;
   }
 
   /** The operator's message changed (null: removed): every socket here is told at once. */
@@ -363,6 +423,7 @@ export class EventRoom {
    * pushed, so the next tick sends only what changed.
    */
   welcomeMessages(u: RoomUser): ServerMessage[] {
+    // (a socket that attaches to an ended event is refused before this: its status reads expired/ended)
     const e = this.estimateFor(u);
     const { type: _position, ...fields } = this.positionMessage(u, e);
     const out: ServerMessage[] = [
@@ -380,7 +441,7 @@ export class EventRoom {
     u.pushedEta = e.etaSec;
     u.pushedAt = Date.now();
     if (u.state === 'ready') out.push(this.readyMessage(u));
-    if (this.eventState !== 'open') out.push({ type: 'paused', event_state: this.eventState });
+    if (this.eventState === 'paused' || this.eventState === 'closed') out.push({ type: 'paused', event_state: this.eventState });
     return out;
   }
 
@@ -441,11 +502,12 @@ export class EventRoom {
   }
 
   /** The user left the line for good (seen in a tick, or done through this instance). */
-  finish(u: RoomUser, reason: string, admittedMsg?: ServerMessage): void {
+  finish(u: RoomUser, reason: string, finalMsg?: ServerMessage): void {
     this.drive(u, { type: 'EXITED', reason });
     const final = lifecycleOf(u.actor.getSnapshot());
-    const outcome = OUTCOMES[final === 'waiting' || final === 'ready' ? 'expired' : final];
-    const msg = (final === 'admitted' ? admittedMsg : undefined) ?? outcome.message(reason);
+    const outcome = OUTCOMES[final === 'waiting' || final === 'ready' || final === 'prequeue' ? 'expired' : final];
+    // the caller's own message for the outcome it knows more about (the signed admission, the end's reason)
+    const msg = (final === 'admitted' || final === 'ended' ? finalMsg : undefined) ?? outcome.message(reason);
     // Detach the list first: closing a socket runs its close handler
     // synchronously, which would edit the list under this loop.
     const ids = u.sockets;

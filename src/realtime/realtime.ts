@@ -35,7 +35,7 @@ export interface RealtimeOptions {
 
 export type AttachResult =
   | { ok: true; room: EventRoom; user: LocalUser }
-  | { ok: false; state: 'unknown' | 'admitted' | 'expired' | 'left'; reason: string };
+  | { ok: false; state: 'unknown' | 'admitted' | 'expired' | 'left' | 'ended'; reason: string };
 
 /** how often the liveness loop looks at the rooms; each room renews at its own interval */
 const LOOP_MS = 250;
@@ -112,6 +112,7 @@ export class Realtime {
         room.reconnectGraceMs = this.o.reconnectGraceMs;
         room.onResyncNeeded = () => void this.resync(room);
         room.onNoticeChanged = (ms) => void this.fetchNotice(room, ms);
+        room.onEnded = () => void this.ended(room);
         await this.broker.subscribe(this.store.keys(eventId).channel, (t: Tick) => room.applyTick(t));
         this.rooms.set(eventId, room);
         const now = Date.now();
@@ -137,6 +138,22 @@ export class Realtime {
     }
   }
 
+  /** The event ended (a tick said so): one read for why, then everyone waiting here is told and let go. */
+  private async ended(room: EventRoom): Promise<void> {
+    for (let attempt = 0; !room.ended && this.rooms.get(room.eventId) === room; attempt++) {
+      try {
+        const info = await this.store.endInfo(room.eventId);
+        const n = room.end(info.reason, info.endedMs, info.notice);
+        this.metrics.endedUsers.inc({ event_id: room.eventId }, n);
+        this.log.info({ event_id: room.eventId, reason: info.reason, users: n }, 'event ended: users here told and let go');
+        return;
+      } catch (err) {
+        this.log.warn({ event_id: room.eventId, err, attempt }, 'event ended: reading why failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * 2 ** attempt)));
+      }
+    }
+  }
+
   /**
    * Attaches a user to this instance: one status read, then tick messages
    * keep them current. For a socket (`forSocket`) the read also records this
@@ -158,7 +175,8 @@ export class Realtime {
         const room = await this.room(eventId);
         const s = forSocket ? await this.store.status(token, this.holdMsFor(room), this.o.instanceId) : await this.store.status(token, 0);
         if (!s) return { ok: false, state: 'unknown', reason: 'unknown token' };
-        if (s.state !== 'waiting' && s.state !== 'ready') return { ok: false, state: s.state, reason: s.reason };
+        if (s.state === 'expired' && s.reason === 'ended') return { ok: false, state: 'ended', reason: s.endReason };
+        if (s.state !== 'waiting' && s.state !== 'ready' && s.state !== 'prequeue') return { ok: false, state: s.state, reason: s.reason };
         const user = room.add(s, [], (u) => this.detached(room, u));
         if (forSocket) room.holdClaimed(user);
         return { ok: true, room, user };

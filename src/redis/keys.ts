@@ -17,6 +17,12 @@ export interface EventKeys {
   readonly fin: string;
   readonly eta: string;
   readonly lease: string;
+  /** the pre-queue's public entrant list: receipt -> draw key (lua/includes/draw.lua) */
+  readonly entrants: string;
+  /** sessions holding a slot (max_active_sessions): token -> expiry ms */
+  readonly active: string;
+  /** the adaptive controller's recent decisions (newest first) */
+  readonly alog: string;
   readonly channel: string;
 }
 
@@ -36,6 +42,9 @@ export function eventKeys(prefix: string, eventId: string): EventKeys {
     fin: `${base}fin`,
     eta: `${base}eta`,
     lease: `${base}lease`,
+    entrants: `${base}entrants`,
+    active: `${base}active`,
+    alog: `${base}alog`,
     channel: `${base}tick`,
   };
 }

@@ -43,7 +43,22 @@ export interface RunningSim {
   received: ReceivedCall[];
   /** lateMs: how long a `late` answer is held back (default 2000) */
   setMode(mode: SimMode, o?: { lateMs?: number }): void;
+  /** a service with limited capacity (undefined: every call at once, as before); see SimLoad */
+  setLoad(load: SimLoad | undefined): void;
   stop(): Promise<void>;
+}
+
+/**
+ * A backend with limited capacity, for load simulations (bench/adaptive.ts):
+ * `slots` calls are served at a time, each for about `serviceMs` (+-20 %);
+ * the others wait in line, so latency grows with load as a real service's
+ * does, and throughput is at most slots / serviceMs. `failShare` of calls
+ * fail at once with UNAVAILABLE, whatever the load.
+ */
+export interface SimLoad {
+  slots: number;
+  serviceMs: number;
+  failShare: number;
 }
 
 export const RECEIVED_LIMIT = 1000;
@@ -105,6 +120,9 @@ export class SimServer {
   readonly received: ReceivedCall[] = [];
   private mode: SimMode = 'normal';
   private lateMs = 2000;
+  private load: SimLoad | undefined;
+  private busy = 0;
+  private readonly queue: (() => void)[] = [];
   private stopped = false;
   private readonly open = new Set<() => void>();
   private readonly timers = new Set<NodeJS.Timeout>();
@@ -116,6 +134,30 @@ export class SimServer {
     if (o.lateMs !== undefined) this.lateMs = checkNonNegative('lateMs', o.lateMs);
     if (mode !== this.mode) this.log.info({ mode, ...(mode === 'late' ? { late_ms: this.lateMs } : {}) }, 'simulator mode changed');
     this.mode = mode;
+  }
+
+  setLoad(load: SimLoad | undefined): void {
+    if (load) {
+      checkNonNegative('serviceMs', load.serviceMs);
+      if (!(load.slots >= 1) || !(load.failShare >= 0 && load.failShare <= 1)) throw new RangeError('slots must be >= 1 and failShare in [0, 1]');
+    }
+    this.log.info({ load }, 'simulator load model changed');
+    this.load = load;
+  }
+
+  /** One slot of the load model: waits its turn, serves, frees the slot. */
+  private async serve(): Promise<void> {
+    const l = this.load;
+    if (!l) return;
+    if (this.busy >= l.slots) await new Promise<void>((r) => this.queue.push(r));
+    else this.busy++;
+    try {
+      await this.sleep(l.serviceMs * (0.8 + 0.4 * Math.random()));
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.busy--;
+    }
   }
 
   /** Wraps a handler implementation into a grpc-js unary handler. */
@@ -152,7 +194,12 @@ export class SimServer {
 
       const ctx: CallContext = { metadata, traceId: traceIdOf(metadata) };
       const late = this.mode === 'late' ? this.lateMs : 0;
+      if (this.load && Math.random() < this.load.failShare) {
+        finish({ code: grpc.status.UNAVAILABLE, details: 'simulator load model: failed call' });
+        return;
+      }
       Promise.resolve()
+        .then(() => this.serve())
         .then(() => impl(call.request, ctx))
         .then(async (res) => {
           if (late > 0) await this.sleep(late);

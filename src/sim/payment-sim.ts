@@ -235,6 +235,7 @@ export async function startPaymentSim(o: PaymentSimOptions = {}): Promise<Runnin
     port: bound.port,
     received: sim.received,
     setMode: (mode, o) => sim.setMode(mode, o),
+    setLoad: (load) => sim.setLoad(load),
     stop: async () => {
       await sim.stop();
       log.info({ address: bound.address }, 'payment simulator stopped');

@@ -433,6 +433,7 @@ export async function startReservationSim(o: SimOptions = {}): Promise<RunningRe
     port: bound.port,
     received: sim.received,
     setMode: (mode, o) => sim.setMode(mode, o),
+    setLoad: (load) => sim.setLoad(load),
     createdByToken: () => book.byToken,
     stop: async () => {
       await sim.stop();

@@ -82,7 +82,17 @@ export async function startProductionSite(o: SiteOptions): Promise<ProductionSit
   });
   guard.jwksUrl = `${gw.url}/.well-known/jwks.json`;
   guard.gatewayUrl = gw.url;
-  const browser = await launchChromium();
+  let browser: Awaited<ReturnType<typeof launchChromium>>;
+  try {
+    browser = await launchChromium();
+  } catch (err) {
+    // nothing may outlive a failed start (a missing Chromium once left three redis-servers behind)
+    origin.close();
+    await gw.stop().catch(() => undefined);
+    await Promise.allSettled([rsim.stop(), psim.stop()]);
+    await redis.stop();
+    throw err;
+  }
   const adminHeaders = { authorization: `Bearer ${admin}` };
   site = {
     redis,

@@ -4,7 +4,7 @@
 
   KEYS[1] cfg    KEYS[2] bucket  KEYS[3] q      KEYS[4] ready  KEYS[5] live
   KEYS[6] stats  KEYS[7] hist    KEYS[8] exits  KEYS[9] fin    KEYS[10] eta
-  KEYS[11] lease
+  KEYS[11] lease  KEYS[12] seq   KEYS[13] entrants  KEYS[14] active
 
   ARGV[1] base   ARGV[2] now override
   ARGV[3] instance id (lease owner)   ARGV[4] lease ms
@@ -17,23 +17,40 @@
   ARGV[9] quiet ms: after such a gap, liveness is not swept for this long, so
           instances and pollers can refresh the users who were live all along
 
-  Order inside the tick: expire ready users whose window passed, remove users
+  Order inside the tick: follow the event's schedule (scheduled -> prequeue
+  at prequeue_opens_ms; ended at ends_ms), expire ready users whose window
+  passed, remove users
   whose liveness lapsed, refill the bucket by elapsed time (partial tokens
   kept, capped at burst), promote at most floor(tokens) from the head of the
   waiting part, record outflow history, recompute the ETA parameters, drain
   the exit log. Everything is bounded by the ARGV limits, never by line length.
+  At starts_ms the pre-queue draws (includes/draw.lua: O(1), the order was
+  kept by draw key all along) and the event opens, after this tick's
+  liveness sweep so the drawn entrants are those still present. While the
+  event is ended, at most ARGV[6] waiting places per tick are released
+  (state x, reason ended; no exit-log entries: every instance tells its
+  users from the state change, and nobody behind them is left to move up).
+  Each transition happens in exactly one tick: it is a state change under
+  the lease, in this script.
+  With max_active_sessions set, promotions are also bounded by the free
+  sessions: `active` holds every ready user (until its window) and every
+  admitted one (until its admission expires, or it is redeemed or spent:
+  session-end-1.lua), by expiry; lapsed ones are dropped here first.
 
   Returns (status codes: lua/status-codes.json) {NOT_LEASE_HOLDER};
   {EVENT_NOT_FOUND} the event has no configuration; else
   {TICKED, state, qlen, readyCount, tokens, promoted{tok,seq,deadline,...},
    expired{tok,reason,...}, exits{"xseq:seq:reason",...}, eta{rate,rw,r1,r5,r15,share,conf,spread},
-   now, xseq, reconnectGraceSec, noticeMs}
+   now, xseq, reconnectGraceSec, noticeMs, startsMs, transition}
   (noticeMs: when the operator's message last changed, 0 = never; instances
-  that see a new value fetch the message and push it to their sockets)
+  that see a new value fetch the message and push it to their sockets;
+  startsMs: the scheduled start, 0 = none; transition: what this tick did
+  to the event's state: "" nothing, "prequeue", "drawn", "ended")
 ]]
 --- @include "includes/status"
 --- @include "includes/now"
 --- @include "includes/finish"
+--- @include "includes/draw"
 
 local base = ARGV[1]
 local now = nowMs(ARGV[2])
@@ -42,13 +59,30 @@ if redis.call('GET', KEYS[11]) ~= ARGV[3] then
 end
 redis.call('PEXPIRE', KEYS[11], tonumber(ARGV[4]))
 
-local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state', 'reconnect_grace_sec', 'notice_ms')
+local cfg = redis.call('HMGET', KEYS[1], 'rate', 'burst', 'ready_window_sec', 'state', 'reconnect_grace_sec', 'notice_ms',
+  'prequeue_opens_ms', 'starts_ms', 'ends_ms', 'max_active_sessions')
 if not cfg[1] then
   return {S.EVENT_NOT_FOUND}
 end
 local rate, burst, window, state = tonumber(cfg[1]), tonumber(cfg[2]), tonumber(cfg[3]) * 1000, cfg[4]
+local prequeueOpens, starts, ends = tonumber(cfg[7] or ''), tonumber(cfg[8] or ''), tonumber(cfg[9] or '')
+local transition = ''
+if state == 'scheduled' and prequeueOpens and now >= prequeueOpens then
+  state = 'prequeue'
+  redis.call('HSET', KEYS[1], 'state', state, 'prequeue_opened_ms', now)
+  transition = 'prequeue'
+end
+if ends and now >= ends and state ~= 'ended' then
+  state = 'ended'
+  redis.call('HSET', KEYS[1], 'state', state, 'end_reason', 'ends_at', 'ended_ms', now)
+  transition = 'ended'
+end
 local maxPromote, maxSweep, maxExits = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local K = {q = KEYS[3], ready = KEYS[4], live = KEYS[5], stats = KEYS[6], fin = KEYS[9], exits = KEYS[8], hist = KEYS[7]}
+if state == 'prequeue' then
+  -- an entrant who goes before the draw leaves the entrant list
+  K.entrants = KEYS[13]
+end
 local bucketIdx = math.floor(now / 10000)
 
 local expired = {}
@@ -82,6 +116,39 @@ for _, tok in ipairs(gone) do
   expired[#expired + 1] = 'liveness'
 end
 
+-- 2b. the draw: the pre-queue's order is final (kept by draw key since each
+--     entrant joined); later arrivals queue FIFO behind every entrant
+if (state == 'scheduled' or state == 'prequeue') and starts and now >= starts then
+  local entrants = redis.call('ZCARD', KEYS[13])
+  state = 'open'
+  redis.call('HSET', KEYS[1], 'state', state, 'drawn_ms', now, 'draw_entrants', entrants)
+  if tonumber(redis.call('GET', KEYS[12]) or '0') < DRAW_SEQ_BASE then
+    redis.call('SET', KEYS[12], string.format('%.0f', DRAW_SEQ_BASE))
+  end
+  transition = 'drawn'
+end
+
+-- 2c. an ended event lets its waiting places go, a bounded number per tick
+if state == 'ended' then
+  local ready = redis.call('ZCARD', K.ready)
+  local gone = redis.call('ZRANGE', K.q, ready, ready + maxSweep - 1)
+  if #gone > 0 then
+    redis.call('ZREMRANGEBYRANK', K.q, ready, ready + #gone - 1)
+    for i = 1, #gone, 1000 do
+      local part = {unpack(gone, i, math.min(#gone, i + 999))}
+      redis.call('ZREM', K.live, unpack(part))
+      local fin = {}
+      for j, tok in ipairs(part) do
+        fin[2 * j - 1] = now
+        fin[2 * j] = tok
+        redis.call('HSET', base .. 'u:' .. tok, 's', 'x', 'f', now, 'why', 'ended')
+      end
+      redis.call('ZADD', K.fin, unpack(fin))
+    end
+    redis.call('HINCRBY', K.stats, 'ended', #gone)
+  end
+end
+
 -- 3. token bucket: refill by elapsed time, keep the fraction
 local b = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
 local tokens, last = tonumber(b[1]), tonumber(b[2])
@@ -98,7 +165,8 @@ local readyCount = redis.call('ZCARD', K.ready)
 local qlen = redis.call('ZCARD', K.q)
 local waiting = qlen - readyCount
 local promoted = {}
-if state == 'open' and waiting > 0 then
+-- (not in the draw's own tick: the positions pushed at the draw are then exactly the drawn places)
+if state == 'open' and waiting > 0 and transition ~= 'drawn' then
   -- Busy time: the line had people waiting and the event was admitting. The
   -- measured rate is promotions per busy second, so idle time does not read
   -- as a slow line.
@@ -106,6 +174,11 @@ if state == 'open' and waiting > 0 then
   -- 1e-9: repeated fractional refills can land a hair under a whole token
   -- (2.9999999999); flooring that would silently drop an admission.
   local n = math.min(math.floor(tokens + 1e-9), waiting, maxPromote)
+  local maxActive = tonumber(cfg[10] or '')
+  if maxActive then
+    redis.call('ZREMRANGEBYSCORE', KEYS[14], '-inf', '(' .. now)
+    n = math.max(0, math.min(n, maxActive - redis.call('ZCARD', KEYS[14])))
+  end
   if n > 0 then
     -- ready users are always a prefix of q, so the waiting head starts at readyCount
     local head = redis.call('ZRANGE', K.q, readyCount, readyCount + n - 1, 'WITHSCORES')
@@ -113,6 +186,9 @@ if state == 'open' and waiting > 0 then
     for i = 1, #head, 2 do
       local tok = head[i]
       redis.call('ZADD', K.ready, deadline, tok)
+      if maxActive then
+        redis.call('ZADD', KEYS[14], deadline, tok)
+      end
       redis.call('HSET', base .. 'u:' .. tok, 's', 'r', 'rd', now, 'dl', deadline)
       promoted[#promoted + 1] = tok
       promoted[#promoted + 1] = head[i + 1]
@@ -183,4 +259,4 @@ if #exits > 0 then
 end
 
 return {S.TICKED, state, redis.call('ZCARD', K.q), readyCount, tostring(tokens), promoted, expired, exits, etaOut, now,
-  redis.call('HGET', K.stats, 'xseq') or '0', cfg[5] or '30', cfg[6] or '0'}
+  redis.call('HGET', K.stats, 'xseq') or '0', cfg[5] or '30', cfg[6] or '0', cfg[8] or '0', transition}

@@ -1,4 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { startClientSpan } from '../observability/tracing.js';
 
 // The join challenge (bot defence): a proof-of-work puzzle the page solves in
 // a Web Worker, or a token an external verifier (Turnstile-like) vouches for.
@@ -120,14 +122,24 @@ export class HttpVerifier implements ExternalVerifier {
   ) {}
 
   async verify(token: string, eventId: string, remoteIp: string): Promise<boolean> {
-    const res = await fetch(this.url, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token, event_id: eventId, remote_ip: remoteIp }),
-      signal: AbortSignal.timeout(this.timeoutMs),
-    });
-    if (res.status >= 500) throw new Error(`verifier answered ${res.status}`);
-    const body = (await res.json().catch(() => ({}))) as { success?: unknown };
-    return res.ok && body.success === true;
+    // a span when the join is sampled (the call crosses into another service)
+    const span = startClientSpan('challenge verify', { 'http.request.method': 'POST', 'server.address': new URL(this.url).host });
+    try {
+      const res = await fetch(this.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ token, event_id: eventId, remote_ip: remoteIp }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      span?.setAttribute('http.response.status_code', res.status);
+      if (res.status >= 500) throw new Error(`verifier answered ${res.status}`);
+      const body = (await res.json().catch(() => ({}))) as { success?: unknown };
+      return res.ok && body.success === true;
+    } catch (err) {
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      throw err;
+    } finally {
+      span?.end();
+    }
   }
 }

@@ -6,7 +6,7 @@
 //    with apt-get): `npm test` always needs it, `npm start` when no
 //    REDIS_ADDRESS is given (it starts a throwaway one); otherwise it says
 //    what to install;
-//  - with --test: chromium too; with --bench: wrk.
+//  - with --test: chromium and prometheus too; with --bench: wrk.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -76,6 +76,18 @@ if (forTest && !has('chromium') && !process.env.CHROMIUM_PATH) {
     run('apt-get', ['install', '-y', '-qq', 'chromium']);
   } else {
     say('chromium is required by the browser tests. Install it: sudo apt-get install -y chromium (or set CHROMIUM_PATH)');
+    process.exit(1);
+  }
+}
+
+// test/observability.test.ts runs its own Prometheus and promtool (Debian's prometheus package has both)
+if (forTest && !(has('prometheus') && has('promtool'))) {
+  const root_ = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (root_ && has('apt-get')) {
+    run('apt-get', ['update', '-qq']);
+    run('apt-get', ['install', '-y', '-qq', 'prometheus']);
+  } else {
+    say('prometheus and promtool are required by test/observability.test.ts. Install them: sudo apt-get install -y prometheus');
     process.exit(1);
   }
 }

@@ -14,7 +14,10 @@ import { startProductionSite, type ProductionSite } from './helpers/production-s
 // ?admission_token=, where the site (an Express origin using src/connector)
 // lets it in once. An event with access "anonymous" needs no token at all.
 // The whole journey over WebSocket and, with WebSockets blocked, over
-// polling; a network drop keeps the place; two tabs share one place.
+// polling; a network drop keeps the place; two tabs share one place. A
+// scheduled sale: the page waits for the line to open, joins the pre-queue
+// by itself, shows the draw and its receipt, then the drawn place, and says
+// "Sold out" when the operator ends the sale.
 // Screenshots of every state go to test-output/screenshots (not committed).
 
 let site: ProductionSite;
@@ -56,6 +59,40 @@ async function crowdAhead(event: string, n: number): Promise<{ done: Promise<voi
     }
   })();
   return { done };
+}
+
+/** A proxy that refuses WebSocket upgrades: every socket of the context's pages fails to open. */
+async function blockWebSockets(ctx: BrowserContext): Promise<void> {
+  await ctx.addInitScript(() => {
+    class Blocked extends EventTarget {
+      static CONNECTING = 0;
+      static OPEN = 1;
+      static CLOSING = 2;
+      static CLOSED = 3;
+      readyState = 0;
+      onopen: ((e: Event) => void) | null = null;
+      onmessage: ((e: MessageEvent) => void) | null = null;
+      onerror: ((e: Event) => void) | null = null;
+      onclose: ((e: CloseEvent) => void) | null = null;
+      binaryType = 'blob';
+      protocol = '';
+      constructor(public url: string) {
+        super();
+        setTimeout(() => {
+          this.readyState = 3;
+          const err = new Event('error');
+          this.onerror?.(err);
+          this.dispatchEvent(err);
+          const close = new CloseEvent('close', { code: 1006, reason: '' });
+          this.onclose?.(close);
+          this.dispatchEvent(close);
+        }, 30);
+      }
+      send(): void {}
+      close(): void {}
+    }
+    (window as unknown as { WebSocket: unknown }).WebSocket = Blocked;
+  });
 }
 
 async function journey(ctx: BrowserContext, event: string, label: string, expectConnection: string, target?: string): Promise<Page> {
@@ -121,37 +158,7 @@ describe('waiting-room page', () => {
 
   it('completes the same journey over polling when WebSockets are blocked', async () => {
     const ctx = await site.browser.newContext();
-    // a proxy that refuses WebSocket upgrades: every socket fails to open
-    await ctx.addInitScript(() => {
-      class Blocked extends EventTarget {
-        static CONNECTING = 0;
-        static OPEN = 1;
-        static CLOSING = 2;
-        static CLOSED = 3;
-        readyState = 0;
-        onopen: ((e: Event) => void) | null = null;
-        onmessage: ((e: MessageEvent) => void) | null = null;
-        onerror: ((e: Event) => void) | null = null;
-        onclose: ((e: CloseEvent) => void) | null = null;
-        binaryType = 'blob';
-        protocol = '';
-        constructor(public url: string) {
-          super();
-          setTimeout(() => {
-            this.readyState = 3;
-            const err = new Event('error');
-            this.onerror?.(err);
-            this.dispatchEvent(err);
-            const close = new CloseEvent('close', { code: 1006, reason: '' });
-            this.onclose?.(close);
-            this.dispatchEvent(close);
-          }, 30);
-        }
-        send(): void {}
-        close(): void {}
-      }
-      (window as unknown as { WebSocket: unknown }).WebSocket = Blocked;
-    });
+    await blockWebSockets(ctx);
     try {
       await journey(ctx, 'page-poll', 'poll', 'polling');
     } finally {
@@ -271,6 +278,261 @@ describe('access per event, in the page', () => {
       expect((await stats('page-signin')).in_line).toBe(0);
     } finally {
       await ctx.close();
+    }
+  }, 60_000);
+});
+
+describe('a scheduled sale, in the page', () => {
+  /** whitespace as people read it (ICU puts narrow no-break spaces before AM/PM) */
+  const plain = (s: string): string => s.replace(/\s+/g, ' ').trim();
+  const byId = async (page: Page, id: string): Promise<string> => plain((await page.locator(`#${id}`).textContent()) ?? '');
+  const end = (event: string, body: Record<string, unknown>) => call(site.gw.url, 'POST', `/api/v1/admin/events/${event}/end`, body, site.admin);
+  /**
+   * A moment as the reader should see it: in their time zone and language, the
+   * time alone on the same day, else date and time. Formatted by the browser's
+   * own Intl (this Node may lack the Korean locale data).
+   */
+  const localTime = async (page: Page, iso: string, timeZone: string): Promise<string> =>
+    plain(
+      await page.evaluate(
+        ([at, tz]) => {
+          const d = new Date(at!);
+          const lang = navigator.language;
+          const day = (x: Date) => new Intl.DateTimeFormat('en-CA', { timeZone: tz, dateStyle: 'short' }).format(x);
+          const opts: Intl.DateTimeFormatOptions = day(d) === day(new Date()) ? { hour: 'numeric', minute: '2-digit', timeZone: tz } : { dateStyle: 'medium', timeStyle: 'short', timeZone: tz };
+          return new Intl.DateTimeFormat(lang, opts).format(d);
+        },
+        [iso, timeZone],
+      ),
+    );
+  /** the text of several elements (by id) in one round trip, as people read it */
+  const texts = async (page: Page, ids: string[]): Promise<Record<string, string>> => {
+    const raw = await page.evaluate((list) => Object.fromEntries(list.map((id) => [id, document.getElementById(id)?.textContent ?? ''])), ids);
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, plain(v)]));
+  };
+  /** requests of a page to the queue API, by kind */
+  const traffic = (page: Page) => {
+    const seen = { join: 0, status: 0, ws: 0 };
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname === '/api/v1/queue/join') seen.join++;
+      if (u.pathname === '/api/v1/queue/status') seen.status++;
+    });
+    page.on('websocket', () => seen.ws++);
+    return seen;
+  };
+
+  it('before the line opens the page says when, joins the pre-queue by itself, shows the draw and its receipt, then the drawn place, and "Sold out" at the end', async () => {
+    const zone = 'Asia/Seoul'; // the reader's time zone, not the server's (UTC)
+    // two readers, in English and in Korean
+    const readers = [
+      { lang: 'en', ctx: await site.browser.newContext({ locale: 'en-US', timezoneId: zone }) },
+      { lang: 'ko', ctx: await site.browser.newContext({ locale: 'ko-KR', timezoneId: zone }) },
+    ];
+    /**
+     * A sale scheduled `lead` ms ahead, its pre-queue 1.5 × lead long. The
+     * page must see the line closed, then the pre-queue before the draw:
+     * seconds that are the sale's, not the machine's. On a machine too busy to
+     * load a page within them (the page's first join already accepted, or the
+     * draw before the page showed the pre-queue) the same sale is scheduled
+     * again further ahead, rather than failing on the machine's speed.
+     */
+    const scheduleSale = async (attempt: number, lead: number) => {
+      const event = `page-sched-${attempt}`;
+      const pages = await Promise.all(readers.map((r) => r.ctx.newPage()));
+      await Promise.all(pages.map((p) => p.goto(`${site.gw.url}/`))); // loaded before the schedule starts counting
+      const seen = pages.map(traffic);
+      const now = Date.now();
+      const opensAt = new Date(now + lead).toISOString();
+      const startsAt = new Date(now + lead * 2.5).toISOString();
+      const put = await putEvent(event, { rate: 0.001, burst: 1, ready_window_sec: 120, access: 'anonymous', prequeue_opens_at: opensAt, starts_at: startsAt });
+      expect(put.status, put.text).toBe(201);
+      expect(put.body.state).toBe('scheduled');
+      await Promise.all(pages.map((p) => p.goto(`${site.gw.url}/?event=${event}`)));
+      for (const p of pages) await waitText(p, 'status', (t) => t !== 'idle', 'a first answer', 30_000);
+      // what the scheduled view shows, read at once (before the opening changes it)
+      const views = await Promise.all(pages.map((p) => texts(p, ['status', 'scheduled-h', 'opens-at', 'opens-countdown', 'scheduled-draw'])));
+      const connHidden = await pages[0]!.getByTestId('connection').isHidden();
+      return { event, pages, seen, opensAt, startsAt, views, connHidden, tooSlow: views.some((v) => v.status !== 'scheduled') };
+    };
+    try {
+      let sale: Awaited<ReturnType<typeof scheduleSale>> | undefined;
+      let pre: Record<string, string>[] = [];
+      for (const [attempt, lead] of [3000, 6000, 12_000].entries()) {
+        const last = attempt === 2;
+        const s = await scheduleSale(attempt, lead);
+        if (s.tooSlow && !last) {
+          console.warn(`scheduled sale: the page saw no closed line within ${lead} ms; scheduling again further ahead`);
+          for (const p of s.pages) await p.close();
+          continue;
+        }
+        const [en, ko] = s.pages as [Page, Page];
+
+        // scheduled: when the line opens, in the reader's time, and a countdown
+        const [sched, schedKo] = s.views as [Record<string, string>, Record<string, string>];
+        for (const v of s.views) expect(v.status).toBe('scheduled');
+        expect(sched['scheduled-h']).toBe("The line isn't open yet");
+        expect(sched['opens-at']).toBe(`The line opens at ${await localTime(en, s.opensAt, zone)}.`);
+        expect(sched['opens-countdown']).toMatch(/^(\d+:)?\d+:\d\d$|^Opening…$/);
+        expect(sched['scheduled-draw']).toContain(`At ${await localTime(en, s.startsAt, zone)} everyone in it gets a random place in line`);
+        expect(schedKo['opens-at']).toBe(`대기열은 ${await localTime(ko, s.opensAt, zone)}에 열려요.`);
+        // the reader's zone (UTC+9), not the server's
+        expect(await localTime(en, s.opensAt, zone)).not.toBe(await localTime(en, s.opensAt, 'UTC'));
+        expect(s.connHidden).toBe(true); // no place, no connection to show
+        await shot(en, 'scheduled-before-open');
+
+        // the pre-queue opens: each page joins by itself, without a tight loop
+        await waitFor('pre-queue open', async () => (await call(site.gw.url, 'GET', `/api/v1/events/${s.event}`)).body.state === 'prequeue', lead + 10_000, 50);
+        // two more entrants, so the draw is among four
+        for (let i = 0; i < 2; i++) expect((await call(site.gw.url, 'POST', '/api/v1/queue/join', { event_id: s.event })).body.status).toBe('prequeue');
+        for (const p of s.pages) await waitText(p, 'status', (t) => t === 'prequeue' || t === 'waiting' || t === 'ready', 'pre-queue', 30_000);
+        // everything the pre-queue view shows, read at once (before the draw changes it)
+        pre = await Promise.all(s.pages.map((p) => texts(p, ['status', 'prequeue-h', 'draw-rule', 'draw-countdown', 'receipt', 'receipt-code'])));
+        if (pre.some((t) => t.status !== 'prequeue') && !last) {
+          console.warn(`scheduled sale: the page saw no pre-queue within ${lead * 1.5} ms; scheduling again further ahead`);
+          for (const p of s.pages) await p.close();
+          continue;
+        }
+        sale = s;
+        break;
+      }
+      const { event, pages, seen, startsAt } = sale!;
+      const [en, ko] = pages as [Page, Page];
+      const preState = await Promise.all(pages.map((p) => p.evaluate(() => ({ line: document.getElementById('view-line')!.hidden, receipt: document.getElementById('receipt')!.hidden, link: document.getElementById('receipt-link')!.getAttribute('href') }))));
+      for (const s of seen) {
+        expect(s.join).toBeGreaterThanOrEqual(2); // refused, then accepted
+        expect(s.join).toBeLessThanOrEqual(4); // Retry-After: at least a second apart
+      }
+      const [preEn, preKo] = pre as [Record<string, string>, Record<string, string>];
+      for (const t of pre) expect(t.status).toBe('prequeue');
+      expect(preEn['prequeue-h']).toBe("You're in the pre-queue");
+      expect(preEn['draw-rule']).toBe(`At ${await localTime(en, startsAt, zone)} everyone here gets a random place in line. Arriving earlier or refreshing does not help.`);
+      expect(preKo['draw-rule']).toBe(`${await localTime(ko, startsAt, zone)}에 이곳의 모든 분께 무작위로 대기 순서가 배정돼요. 일찍 오거나 새로고침해도 유리하지 않아요.`);
+      expect(preEn['draw-countdown']).toMatch(/^(\d+:)?\d+:\d\d$|^Drawing places…$/);
+      const receipts = pre.map((t) => t['receipt-code']!);
+      for (const [i, st] of preState.entries()) {
+        if ((await text(pages[i]!, 'status')) === 'prequeue') expect(st.line).toBe(true); // no position before the draw
+        expect(st.receipt).toBe(false);
+        expect(st.link).toBe(`/api/v1/events/${event}/draw`);
+        expect(receipts[i]).toMatch(/^[0-9a-f]{20}$/);
+      }
+      expect(preEn.receipt).toBe(`Your entry receipt: ${receipts[0]} Check the draw`);
+      expect(receipts[0]).not.toBe(receipts[1]);
+      await shot(en, 'prequeue-en');
+      await shot(ko, 'prequeue-ko');
+      // the socket holds the entry
+      for (const p of pages) await waitText(p, 'connection', (t) => t.startsWith('live'), 'live in the pre-queue', 10_000);
+
+      // the draw: each page shows its place (one place is called at once: the bucket's one token)
+      for (const p of pages) await waitText(p, 'status', (t) => t === 'waiting' || t === 'ready', 'drawn', 40_000);
+      const draw = await call(site.gw.url, 'GET', `/api/v1/events/${event}/draw`);
+      expect(draw.body).toMatchObject({ status: 'drawn', entrants: 4 });
+      const list = (await call<{ entrants: { position: number; receipt: string }[] }>(site.gw.url, 'GET', `/api/v1/events/${event}/draw/entrants`)).body.entrants;
+      const drawnAt = receipts.map((r) => list.find((e) => e.receipt === r)?.position ?? 0);
+      // each page's receipt is in the published list, at a place of its own
+      expect(new Set(drawnAt).size).toBe(2);
+      for (const pos of drawnAt) expect(pos >= 1 && pos <= 4, `drawn at ${pos}`).toBe(true);
+      const waitingPages: number[] = [];
+      for (const [i, p] of pages.entries()) {
+        if (drawnAt[i] === 1) {
+          // drawn first: called at once
+          await waitText(p, 'status', (t) => t === 'ready', 'ready', 15_000);
+          continue;
+        }
+        waitingPages.push(i);
+        // its drawn place: the one the gateway gives this place (its status answer), shown as soon as it is drawn
+        const token = await p.evaluate((e) => localStorage.getItem(`wr:${e}`), event);
+        expect(token).toBeTruthy();
+        let shown = 0;
+        let told = '';
+        await waitFor(`page ${i} at the gateway's place for it`, async () => {
+          const st = await call(site.gw.url, 'GET', `/api/v1/queue/status?token=${encodeURIComponent(token!)}`);
+          shown = await position(p);
+          told = st.text;
+          return st.body.status === 'waiting' && shown >= 1 && shown === st.body.position;
+        }, 15_000, 100).catch((err: unknown) => {
+          throw new Error(`${String(err)}: the page shows ${shown}, the gateway says ${told}`);
+        });
+        const line = await texts(p, ['status', 'drawn-note', 'receipt-code']);
+        expect(line.status).toBe('waiting');
+        expect(line['drawn-note']).toBe(readers[i]!.lang === 'en' ? 'Places were drawn at random when the sale started.' : '판매가 시작될 때 순서가 무작위로 추첨되었어요.');
+        expect(await p.getByTestId('drawn-note').isVisible()).toBe(true);
+        // the receipt stays, small
+        expect(await p.getByTestId('receipt').isVisible()).toBe(true);
+        expect(line['receipt-code']).toBe(receipts[i]);
+        expect(await p.locator('#receipt').getAttribute('class')).toContain('receipt-small');
+      }
+      expect(waitingPages.length).toBeGreaterThanOrEqual(1); // at most one of the four is called
+      await shot(pages[waitingPages[0]!]!, 'drawn-line');
+
+      // the end: every waiting page says why, with the operator's message in its reader's language, and stops
+      const message = { en: 'All tickets are sold. Thank you for waiting.', ko: '모든 티켓이 판매되었어요. 기다려 주셔서 감사해요.' };
+      const ended = await end(event, { reason: 'sold_out', message });
+      expect(ended.status, ended.text).toBe(200);
+      for (const i of waitingPages) {
+        const p = pages[i]!;
+        // at once over the socket (a page that fell back to polling hears it at its next poll)
+        await waitText(p, 'status', (t) => t === 'ended', 'ended', 25_000);
+        const lang = readers[i]!.lang as 'en' | 'ko';
+        expect(await byId(p, 'ended-h')).toBe(lang === 'en' ? 'Sold out' : '매진');
+        await waitFor('the message', async () => (await p.getByTestId('notice').isVisible()) && (await byId(p, 'notice-text')) === message[lang], 5_000, 50);
+        expect(await p.getByTestId('connection').isHidden()).toBe(true);
+        expect(await p.getByTestId('receipt').isHidden()).toBe(true);
+        // the place is forgotten: a reload would not find it
+        expect(await p.evaluate((e) => localStorage.getItem(`wr:${e}`), event)).toBeNull();
+      }
+      await shot(pages[waitingPages[0]!]!, 'ended-sold-out');
+      // a page that was called keeps its turn (ready users keep their window)
+      for (const [i, p] of pages.entries()) if (!waitingPages.includes(i)) expect(await text(p, 'status')).toBe('ready');
+      // and nothing reconnects or polls any more
+      const before = seen.map((s) => ({ ...s }));
+      await sleep(2000);
+      for (const i of waitingPages) expect(seen[i]).toEqual(before[i]);
+    } finally {
+      for (const r of readers) await r.ctx.close();
+    }
+  }, 180_000);
+
+  it('polling: the end reaches the page at its next poll, the polls stop, and a page opened afterwards says so in its reader\'s language', async () => {
+    const event = 'page-end-poll';
+    await putEvent(event, { rate: 1, burst: 1, ready_window_sec: 120, state: 'paused', access: 'anonymous' });
+    const ctx = await site.browser.newContext({ locale: 'en-US' });
+    await blockWebSockets(ctx);
+    const late = await site.browser.newContext({ locale: 'ko-KR' });
+    try {
+      const page = await ctx.newPage();
+      const seen = traffic(page);
+      await page.goto(`${site.gw.url}/?event=${event}`);
+      await waitText(page, 'status', (t) => t === 'paused', 'in line');
+      await waitText(page, 'connection', (t) => t.startsWith('polling'), 'polling');
+      expect(await position(page)).toBe(1);
+      const message = { en: 'The show is cancelled. Refunds follow by email.', ko: '공연이 취소되었어요. 환불 안내는 이메일로 보내 드려요.' };
+      const ended = await end(event, { reason: 'cancelled', message });
+      expect(ended.status, ended.text).toBe(200);
+      await waitText(page, 'status', (t) => t === 'ended', 'ended', 30_000);
+      expect(await byId(page, 'ended-h')).toBe('Cancelled');
+      expect(await byId(page, 'notice-text')).toBe(message.en);
+      expect(await page.getByTestId('notice').isVisible()).toBe(true);
+      expect(await byId(page, 'ended-at')).toMatch(/^Ended at /);
+      await shot(page, 'ended-cancelled-poll');
+      const polls = seen.status;
+      await sleep(2500); // longer than the poll interval (1 s here)
+      expect(seen.status).toBe(polls);
+
+      // a reader arriving after the end: the join is refused (410) and the page says why, in Korean
+      const again = await late.newPage();
+      const lateSeen = traffic(again);
+      await again.goto(`${site.gw.url}/?event=${event}`);
+      await waitText(again, 'status', (t) => t === 'ended', 'ended', 10_000);
+      expect(await byId(again, 'ended-h')).toBe('취소됨');
+      await waitFor('the Korean message', async () => (await byId(again, 'notice-text')) === message.ko, 5_000, 50);
+      expect(lateSeen.join).toBe(1);
+      expect(lateSeen.ws).toBe(0);
+      expect(lateSeen.status).toBe(0);
+      await shot(again, 'ended-cancelled-late-ko');
+    } finally {
+      await ctx.close();
+      await late.close();
     }
   }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WaitingRoomClient } from '../src/client/waiting-room.js';
+import { WaitingRoomClient, type EndedDetail, type ScheduledDetail } from '../src/client/waiting-room.js';
 import { PROTOCOL_VERSION, closeKind } from '../src/protocol/wire.js';
 
 // The browser client decides by close-code range and checks the protocol
@@ -46,9 +46,12 @@ class ScriptedSocket {
   close(): void {
     this.readyState = 3;
   }
-  welcome(v = PROTOCOL_VERSION): void {
+  welcome(v = PROTOCOL_VERSION, extra: Record<string, unknown> = {}): void {
     const snapshot = { status: 'waiting', position: 3, people_ahead: 2, being_let_in: 0, eta_sec: 10, eta_low: 5, eta_high: 20, confidence: 0.5, event_state: 'open' };
-    this.onmessage?.({ data: JSON.stringify({ type: 'welcome', v, event_id: 'ev', ...snapshot }) });
+    this.onmessage?.({ data: JSON.stringify({ type: 'welcome', v, event_id: 'ev', ...snapshot, ...extra }) });
+  }
+  push(m: Record<string, unknown>): void {
+    this.onmessage?.({ data: JSON.stringify(m) });
   }
   serverClose(code: number): void {
     this.readyState = 3;
@@ -58,24 +61,32 @@ class ScriptedSocket {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function scripted(statusAnswer: () => { status: number; body: unknown }) {
+type Answer = { status: number; body: unknown; headers?: Record<string, string> };
+
+function scripted(statusAnswer: () => Answer, o: { join?: () => Answer; event?: () => Answer; transport?: 'auto' | 'poll'; storage?: Storage } = {}) {
   ScriptedSocket.opened = [];
   const calls: string[] = [];
   const fetchFn = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const u = new URL(String(url));
     calls.push(`${init?.method ?? 'GET'} ${u.pathname}`);
-    if (u.pathname === '/api/v1/queue/join') return new Response(JSON.stringify({ waiting_token: 'ev.AAAAAAAAAAAAAAAAAAAAAA', position_hint: 3, status: 'waiting' }), { status: 202 });
+    const reply = (a: Answer) => new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json', ...a.headers } });
+    if (u.pathname === '/api/v1/queue/join') {
+      if (o.join) return reply(o.join());
+      return new Response(JSON.stringify({ waiting_token: 'ev.AAAAAAAAAAAAAAAAAAAAAA', position_hint: 3, status: 'waiting' }), { status: 202 });
+    }
+    if (u.pathname === '/api/v1/events/ev' && o.event) return reply(o.event());
     const a = statusAnswer();
     return new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json' } });
   };
   const room = new WaitingRoomClient({
     eventId: 'ev',
     baseUrl: 'http://gateway.test',
-    storage: new MemoryStorage(),
+    storage: o.storage ?? new MemoryStorage(),
     fetch: fetchFn as typeof fetch,
     WebSocket: ScriptedSocket as unknown as typeof WebSocket,
     minBackoffMs: 10,
     maxBackoffMs: 20,
+    ...(o.transport ? { transport: o.transport } : {}),
   });
   return { room, calls };
 }
@@ -158,3 +169,177 @@ describe('protocol version', () => {
     s.room.stop();
   });
 });
+
+// A scheduled sale (docs/PROTOCOL.md, "Scheduled sales"): the client waits for
+// the line to open by the server's Retry-After, joins by itself, holds its
+// pre-queue entry without a position, takes the drawn position, and stops
+// for good when the event ends, however it hears of it.
+const RECEIPT = '0123456789abcdef0123';
+const prequeueJoin: Answer = { status: 202, body: { waiting_token: 'ev.BBBBBBBBBBBBBBBBBBBBBB', position_hint: 0, status: 'prequeue', receipt: RECEIPT } };
+const notOpen = (retryAfter: string): Answer => ({
+  status: 403,
+  body: { error: { code: 'EVENT_NOT_OPEN', message: 'this event is not open yet', trace_id: '0', opens_at: '2030-01-01T10:00:00.000Z', starts_at: '2030-01-01T10:30:00.000Z' } },
+  headers: { 'Retry-After': retryAfter },
+});
+const prequeueSnapshot = { status: 'prequeue', position: 0, people_ahead: 0, being_let_in: 0, eta_sec: 42, eta_low: 42, eta_high: 42, confidence: 1, event_state: 'prequeue', starts_at: '2030-01-01T10:30:00.000Z', receipt: RECEIPT };
+const endedPoll: Answer = {
+  status: 410,
+  body: { error: { code: 'EVENT_ENDED', trace_id: '0', reason: 'sold_out', message: { en: 'All sold. Thank you.', ko: '매진되었어요.' }, ended_at: '2030-01-01T11:00:00.000Z' } },
+};
+
+describe('a scheduled sale', () => {
+  it('before the line opens: scheduled (when, from the server), one retry after Retry-After, then the pre-queue by itself', async () => {
+    let joins = 0;
+    const s = scripted(() => waiting, { join: () => (++joins === 1 ? notOpen('1') : prequeueJoin) });
+    const seen: ScheduledDetail[] = [];
+    s.room.addEventListener('scheduled', (e) => seen.push(e.detail));
+    await s.room.start();
+    expect(s.room.state).toBe('scheduled');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatchObject({ opens_at: '2030-01-01T10:00:00.000Z', starts_at: '2030-01-01T10:30:00.000Z', opens_in_sec: 1 });
+    expect(seen[0]!.retry_in_ms).toBeGreaterThanOrEqual(1000); // the server's Retry-After, never a tight loop
+    expect(s.room.schedule).toEqual(seen[0]);
+    await s.room.start(); // a second start() while waiting does not ask again
+    await sleep(500);
+    expect(joins).toBe(1);
+    expect(ScriptedSocket.opened).toHaveLength(0);
+    await waitUntil(() => joins === 2, 3000);
+    await waitUntil(() => ScriptedSocket.opened.length === 1, 1000);
+    expect(s.room.state).toBe('prequeue');
+    expect(s.room.token).toBe('ev.BBBBBBBBBBBBBBBBBBBBBB');
+    expect(s.room.receipt).toBe(RECEIPT);
+    expect(s.room.schedule).toBeUndefined();
+    s.room.stop();
+  });
+
+  it('far ahead it asks again halfway, not every second', async () => {
+    let joins = 0;
+    const s = scripted(() => waiting, { join: () => (joins++, notOpen('600')) });
+    const seen: ScheduledDetail[] = [];
+    s.room.addEventListener('scheduled', (e) => seen.push(e.detail));
+    await s.room.start();
+    expect(seen[0]!.opens_in_sec).toBe(600);
+    expect(seen[0]!.retry_in_ms).toBeGreaterThanOrEqual(300_000);
+    expect(seen[0]!.retry_in_ms).toBeLessThanOrEqual(301_000);
+    await sleep(200);
+    expect(joins).toBe(1);
+    s.room.stop(); // and stop() cancels the retry
+  });
+
+  it('the pre-queue: no position, the receipt; at the draw `drawn` and the position, the receipt kept', async () => {
+    const s = scripted(() => waiting, { join: () => prequeueJoin });
+    const positions: { status: string; position: number; receipt?: string }[] = [];
+    const drawn: number[] = [];
+    const paused: string[] = [];
+    s.room.addEventListener('position', (e) => positions.push(e.detail));
+    s.room.addEventListener('drawn', (e) => drawn.push(e.detail.position));
+    s.room.addEventListener('paused', (e) => paused.push(e.detail.event_state));
+    await s.room.start();
+    expect(s.room.state).toBe('prequeue');
+    await sleep(5);
+    const ws = ScriptedSocket.opened[0]!;
+    ws.welcome(PROTOCOL_VERSION, prequeueSnapshot);
+    expect(s.room.state).toBe('prequeue');
+    expect(s.room.last).toMatchObject({ status: 'prequeue', position: 0, eta_sec: 42, starts_at: '2030-01-01T10:30:00.000Z', receipt: RECEIPT, event_state: 'prequeue' });
+    expect(paused).toEqual([]); // the pre-queue is not a pause
+    ws.push({ type: 'position', status: 'waiting', position: 7, people_ahead: 6, being_let_in: 0, eta_sec: 30, eta_low: 20, eta_high: 40, confidence: 0, event_state: 'open' });
+    expect(s.room.state).toBe('waiting');
+    expect(drawn).toEqual([7]);
+    expect(positions.at(-1)).toMatchObject({ status: 'waiting', position: 7, receipt: RECEIPT });
+    expect(s.room.receipt).toBe(RECEIPT);
+    ws.push({ type: 'position', status: 'waiting', position: 6, people_ahead: 5, being_let_in: 0, eta_sec: 25, eta_low: 20, eta_high: 40, confidence: 0, event_state: 'open' });
+    expect(drawn).toEqual([7]); // once
+    expect(s.room.connection).toBe('live');
+    s.room.stop();
+  });
+
+  it('a reload in the pre-queue resumes it (status prequeue), and after the draw a poll brings the position', async () => {
+    let phase: 'pre' | 'drawn' = 'pre';
+    const storage = new MemoryStorage();
+    const statusBody = () =>
+      phase === 'pre'
+        ? { status: 200, body: { ...prequeueSnapshot, event_id: 'ev', waiting_time: 3, ready_for_entry: false, poll_after_ms: 1000 } }
+        : { status: 200, body: { ...waiting.body, position: 4, people_ahead: 3 } };
+    // a place this browser joined earlier (another page load)
+    storage.setItem('wr:ev', 'ev.BBBBBBBBBBBBBBBBBBBBBB');
+    const s = scripted(statusBody, { join: () => prequeueJoin, transport: 'poll', storage });
+    const room = s.room;
+    const drawn: number[] = [];
+    room.addEventListener('drawn', (e) => drawn.push(e.detail.position));
+    await room.start();
+    expect(room.state).toBe('prequeue');
+    expect(room.receipt).toBe(RECEIPT);
+    expect(s.calls.filter((c) => c.includes('/join'))).toEqual([]);
+    phase = 'drawn';
+    await waitUntil(() => room.state === 'waiting', 3000);
+    expect(drawn).toEqual([4]);
+    expect(room.last).toMatchObject({ position: 4, receipt: RECEIPT });
+    room.stop();
+  });
+});
+
+describe('the event ended', () => {
+  it('an `ended` message: state ended with the reason and message, no reconnect, no poll, the place forgotten', async () => {
+    const { room, calls } = await started(() => waiting);
+    const ended: EndedDetail[] = [];
+    room.addEventListener('ended', (e) => ended.push(e.detail));
+    const ws = ScriptedSocket.opened[0]!;
+    ws.push({ type: 'ended', reason: 'sold_out', message: { en: 'All sold.' }, ended_at: '2030-01-01T11:00:00.000Z' });
+    ws.serverClose(4020);
+    await sleep(100);
+    expect(room.state).toBe('ended');
+    expect(ended).toEqual([{ reason: 'sold_out', message: { en: 'All sold.' }, ended_at: '2030-01-01T11:00:00.000Z' }]);
+    expect(room.ending).toEqual(ended[0]);
+    expect(room.notice).toEqual({ en: 'All sold.' });
+    expect(room.connection).toBe('offline');
+    expect(ScriptedSocket.opened).toHaveLength(1);
+    expect(calls.filter((c) => c.includes('/status'))).toEqual([]);
+    await expect(room.enter()).rejects.toMatchObject({ code: 'EVENT_ENDED' });
+    room.stop();
+  });
+
+  it('close 4020 without a message (a socket opened to an ended event): the status answer (410) says why', async () => {
+    const { room, calls } = await started(() => endedPoll);
+    ScriptedSocket.opened[0]!.serverClose(4020);
+    await waitUntil(() => room.state === 'ended', 1000);
+    expect(room.ending).toEqual({ reason: 'sold_out', message: { en: 'All sold. Thank you.', ko: '매진되었어요.' }, ended_at: '2030-01-01T11:00:00.000Z' });
+    expect(calls.filter((c) => c.includes('/status'))).toHaveLength(1);
+    expect(ScriptedSocket.opened).toHaveLength(1);
+    room.stop();
+  });
+
+  it('polling: a 410 EVENT_ENDED ends it, and the polls stop', async () => {
+    let ended = false;
+    const s = scripted(() => (ended ? endedPoll : { ...waiting, body: { ...waiting.body, poll_after_ms: 1000 } }), { transport: 'poll' });
+    await s.room.start();
+    await waitUntil(() => s.room.connection === 'polling', 1000);
+    ended = true;
+    await waitUntil(() => s.room.state === 'ended', 3000);
+    expect(s.room.ending?.reason).toBe('sold_out');
+    const polls = s.calls.filter((c) => c.includes('/status')).length;
+    await sleep(1500);
+    expect(s.calls.filter((c) => c.includes('/status')).length).toBe(polls);
+    s.room.stop();
+  });
+
+  it('a join refused with 410: ended, with the message the public event carries; start() resolves', async () => {
+    const s = scripted(() => waiting, {
+      join: () => ({ status: 410, body: { error: { code: 'EVENT_ENDED', message: 'this event has ended', trace_id: '0', reason: 'cancelled', ended_at: '2030-01-01T11:00:00.000Z' } } }),
+      event: () => ({ status: 200, body: { event_id: 'ev', state: 'ended', access: 'anonymous', target_url: '', message: { en: 'Cancelled, refunds follow.' }, end_reason: 'cancelled' } }),
+    });
+    await s.room.start();
+    expect(s.room.state).toBe('ended');
+    expect(s.room.ending).toEqual({ reason: 'cancelled', message: { en: 'Cancelled, refunds follow.' }, ended_at: '2030-01-01T11:00:00.000Z' });
+    expect(s.room.token).toBeUndefined();
+    expect(ScriptedSocket.opened).toHaveLength(0);
+    s.room.stop();
+  });
+});
+
+async function waitUntil(pred: () => boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > until) throw new Error('timed out');
+    await sleep(10);
+  }
+}

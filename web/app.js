@@ -4,6 +4,7 @@
 // Every text comes from the language catalogues (web/i18n/, through /i18n.js).
 import { WaitingRoomClient } from '/client/waiting-room.js';
 import {
+  formatDateTime,
   formatDuration,
   formatDurationRange,
   formatNumber,
@@ -64,6 +65,22 @@ function mmss(totalSec) {
   return `${m}:${String(s % 60).padStart(2, '0')}`;
 }
 
+/** A countdown far ahead: m:ss, h:mm:ss, then days and h:mm:ss. */
+function clock(totalSec) {
+  const s = Math.max(0, Math.ceil(totalSec));
+  if (s < 3600) return mmss(s);
+  const two = (n) => String(n).padStart(2, '0');
+  const hms = `${Math.floor((s % 86400) / 3600)}:${two(Math.floor((s % 3600) / 60))}:${two(s % 60)}`;
+  return s < 86400 ? hms : `${formatDuration(Math.floor(s / 86400), 'day')} ${hms}`;
+}
+
+/** A moment in the reader's time zone: the time alone today, with the date otherwise. */
+function when(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  return d.toDateString() === new Date().toDateString() ? formatTime(d) : formatDateTime(d);
+}
+
 /** Half hours are precise enough this far out. */
 const hours = (m) => Math.round((m / 60) * 2) / 2;
 /** "5 min" / "5분", from 90 minutes on in (half) hours: "1.5 hr" / "1.5시간" */
@@ -104,6 +121,13 @@ function confidenceNoteKey(c) {
 
 const REASONS = ['ready_timeout', 'liveness', 'unknown_token'];
 const reasonKey = (reason) => `reason.${REASONS.includes(reason) ? reason : 'other'}`;
+
+/** Why the operator ended the event, in words: sold_out, cancelled, ends_at (its scheduled end), anything else. */
+const END_REASONS = ['sold_out', 'cancelled', 'ends_at'];
+const endReasonKey = (reason) => `end_reason.${END_REASONS.includes(reason) ? reason : 'other'}`;
+
+/** paused and closed stop admissions (the pre-queue does not count as paused) */
+const stopsAdmissions = (s) => s === 'paused' || s === 'closed';
 
 const JOIN_ERRORS = ['EVENT_CLOSED', 'EVENT_NOT_FOUND', 'SIGN_IN_REQUIRED', 'UNAUTHORIZED', 'FORBIDDEN', 'INVALID_REQUEST'];
 
@@ -239,6 +263,17 @@ const ui = {
   lastAnnounceAt: 0,
   lastAnnounced: 0,
   joinError: null,
+  /** the client state last rendered */
+  rendered: '',
+  /** scheduled: when the line opens, in performance.now() time (from the server's count) */
+  opensEndsAt: 0,
+  /** pre-queue: when places are drawn, in performance.now() time (from the server's eta_sec) */
+  drawEndsAt: 0,
+  /** the draw's start as the server said it (RFC 3339) */
+  startsAt: '',
+  clockTimer: 0,
+  /** why the event ended (the client's 'ended' detail) */
+  ending: null,
 };
 
 let client = null;
@@ -246,7 +281,9 @@ let config = { target_url: '', dev_tokens: false };
 /** the event's access and target (GET /api/v1/events/<id>) */
 let event = { access: 'user', target_url: '' };
 
-const VIEWS = ['pick', 'loading', 'line', 'ready', 'admitted', 'expired', 'left', 'error'];
+const VIEWS = ['pick', 'loading', 'scheduled', 'prequeue', 'line', 'ready', 'admitted', 'expired', 'left', 'ended', 'error'];
+/** views that show the operator's message */
+const NOTICE_VIEWS = ['scheduled', 'prequeue', 'line', 'ready', 'ended'];
 
 /** The chip: its text is the state name (tests, tooling); people see and hear data-label in their language. */
 function renderStatus() {
@@ -270,12 +307,14 @@ function showView(view, statusName) {
   renderTitle();
   if (!changed) return;
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== view;
-  const inLine = view === 'line' || view === 'ready' || view === 'loading';
+  const inLine = view === 'line' || view === 'ready' || view === 'loading' || view === 'prequeue';
   $('connection').hidden = !inLine;
   renderNotice();
+  renderReceipt();
   $('transient').hidden = true;
   if (view !== 'ready') clearInterval(ui.readyTimer);
   if (view !== 'admitted') clearInterval(ui.admittedTimer);
+  if (view !== 'scheduled' && view !== 'prequeue') clearInterval(ui.clockTimer);
   // Move focus to what changed, so keyboard and screen-reader users follow
   // along: the Enter button when it is their turn, otherwise the heading.
   if (view === 'ready') $('enter').focus();
@@ -294,6 +333,24 @@ function announce(text) {
 function render() {
   if (!client) return;
   const st = client.state;
+  ui.rendered = st;
+  if (st === 'scheduled') {
+    renderScheduled();
+    showView('scheduled', 'scheduled');
+    startClock();
+    return;
+  }
+  if (st === 'prequeue') {
+    renderPrequeue();
+    showView('prequeue', 'prequeue');
+    startClock();
+    return;
+  }
+  if (st === 'ended') {
+    renderEnded();
+    showView('ended', 'ended');
+    return;
+  }
   if (st === 'idle') {
     if (ui.joinError) {
       showJoinError(ui.joinError);
@@ -336,7 +393,82 @@ function renderLine() {
   const eta = etaText(p);
   setPlainText($('eta'), ui.paused ? t('eta.paused', { eta }) : eta);
   setText($('eta-note'), ui.paused ? 'eta.note_paused' : confidenceNoteKey(p.confidence));
+  // a place that came through the pre-queue: say it was drawn (the receipt stays below, small)
+  $('drawn-note').hidden = !client.receipt;
   renderProgress(p.position);
+}
+
+// ---------------------------------------------------------------------------
+// a scheduled sale: before the line opens, the pre-queue, the end
+
+function renderScheduled() {
+  const s = client.schedule;
+  if (!s) return;
+  setText($('opens-at'), 'scheduled.opens_at', { time: when(s.opens_at) });
+  const draw = $('scheduled-draw');
+  const prequeue = s.starts_at && Date.parse(s.starts_at) > Date.parse(s.opens_at);
+  draw.hidden = !prequeue;
+  if (prequeue) setText(draw, 'scheduled.draw', { opens: when(s.opens_at), starts: when(s.starts_at) });
+  renderClock();
+}
+
+function renderPrequeue() {
+  const p = client.last;
+  if (p?.status === 'prequeue' && p.starts_at) ui.startsAt = p.starts_at;
+  ui.startsAt ||= client.schedule?.starts_at ?? event.starts_at ?? '';
+  if (!ui.drawEndsAt && ui.startsAt) {
+    // no word from the server yet (a fresh join): this browser's clock until the welcome
+    const left = (Date.parse(ui.startsAt) - Date.now()) / 1000;
+    if (Number.isFinite(left)) ui.drawEndsAt = performance.now() + Math.max(0, left) * 1000;
+  }
+  setText($('draw-rule'), 'prequeue.draw', { time: ui.startsAt ? when(ui.startsAt) : '–' });
+  renderClock();
+}
+
+/** The scheduled and pre-queue countdowns (each from the server's own count, not this browser's clock). */
+function renderClock() {
+  const now = performance.now();
+  if (ui.view === 'scheduled' || client?.state === 'scheduled') {
+    const left = (ui.opensEndsAt - now) / 1000;
+    const el = $('opens-countdown');
+    if (left > 0) setPlainText(el, clock(left));
+    else setText(el, 'scheduled.opening');
+  }
+  if (ui.view === 'prequeue' || client?.state === 'prequeue') {
+    const el = $('draw-countdown');
+    if (!ui.drawEndsAt) setPlainText(el, '–:––');
+    else {
+      const left = (ui.drawEndsAt - now) / 1000;
+      if (left > 0) setPlainText(el, clock(left));
+      else setText(el, 'prequeue.drawing');
+    }
+  }
+}
+
+function startClock() {
+  clearInterval(ui.clockTimer);
+  renderClock();
+  ui.clockTimer = setInterval(renderClock, 1000);
+}
+
+function renderEnded() {
+  const d = client.ending ?? ui.ending ?? { reason: '' };
+  setText($('ended-h'), endReasonKey(d.reason));
+  const at = $('ended-at');
+  at.hidden = !d.ended_at;
+  if (d.ended_at) setText(at, 'ended.at', { time: when(d.ended_at) });
+}
+
+/** The entry receipt of a place that came through the pre-queue: prominent there, small afterwards. */
+function renderReceipt() {
+  const el = $('receipt');
+  const r = client?.receipt;
+  const show = !!r && (ui.view === 'prequeue' || ui.view === 'line' || ui.view === 'ready');
+  el.hidden = !show;
+  if (!show) return;
+  $('receipt-code').textContent = r;
+  el.classList.toggle('receipt-small', ui.view !== 'prequeue');
+  /** @type {HTMLAnchorElement} */ ($('receipt-link')).href = `/api/v1/events/${encodeURIComponent(eventId)}/draw`;
 }
 
 /** Progress relative to the position this browser first saw for this place. */
@@ -380,7 +512,7 @@ function renderNotice() {
     if (picked.lang) text.lang = picked.lang;
     else text.removeAttribute('lang');
   }
-  el.hidden = !picked || !(ui.view === 'line' || ui.view === 'ready');
+  el.hidden = !picked || !NOTICE_VIEWS.includes(ui.view);
 }
 
 /** null, or text by language code; a client event may carry it as its detail. */
@@ -478,8 +610,15 @@ function targetUrl(token) {
 
 function onPosition(p) {
   ui.eventState = p.event_state;
-  ui.paused = p.event_state !== 'open';
+  ui.paused = stopsAdmissions(p.event_state);
   $('transient').hidden = true;
+  if (p.status === 'prequeue') {
+    // the server's count to the draw (a fresh one with every welcome and poll)
+    ui.drawEndsAt = performance.now() + Math.max(0, p.eta_sec) * 1000;
+    if (p.starts_at) ui.startsAt = p.starts_at;
+    render();
+    return;
+  }
   // Announce moves politely: every move near the front, otherwise at most
   // every 10 s, so a screen reader is not talking all the time.
   const now = Date.now();
@@ -513,6 +652,26 @@ function createClient() {
     render();
   });
   client.addEventListener('left', () => render());
+  client.addEventListener('scheduled', (e) => {
+    ui.opensEndsAt = performance.now() + e.detail.opens_in_sec * 1000;
+    if (e.detail.starts_at) ui.startsAt = e.detail.starts_at;
+    render();
+  });
+  client.addEventListener('drawn', (e) => {
+    ui.lastAnnounced = e.detail.position;
+    ui.lastAnnounceAt = Date.now();
+    announce(t('announce.drawn', { position: e.detail.position }));
+  });
+  client.addEventListener('ended', (e) => {
+    ui.ending = e.detail;
+    render();
+    announce(t('announce.ended', { reason: t(endReasonKey(e.detail.reason)) }));
+  });
+  // a join the client made by itself when the line opened was refused: say why, as for any refused join
+  client.addEventListener('refused', (e) => {
+    ui.joinError = e.detail;
+    render();
+  });
   client.addEventListener('paused', (e) => {
     ui.paused = true;
     ui.eventState = e.detail.event_state;
@@ -528,6 +687,8 @@ function createClient() {
   client.addEventListener('connection', (e) => {
     if (e.detail.state === 'live') ui.everLive = true;
     renderConnection(e.detail.state, e.detail.poll_interval_ms);
+    // a join the client made by itself (the line opened) shows at once, before the first snapshot
+    if (client.state !== ui.rendered) render();
   });
   client.addEventListener('error', (e) => {
     // transient trouble the client is already retrying
@@ -635,6 +796,7 @@ function relanguage() {
     render();
   }
   renderCountdown();
+  renderClock();
   renderNotice();
   renderTitle();
 }
@@ -667,6 +829,13 @@ async function main() {
   // (or, in development, a development token) say where to sign in instead of
   // queueing someone who could never get in.
   if (event.access === 'user' && !(await userToken())) {
+    if (event.state === 'ended') {
+      // nothing to sign in for any more: say why it ended
+      ui.ending = { reason: event.end_reason ?? '', message: event.message ?? null, ended_at: event.ended_at ?? undefined };
+      renderEnded();
+      showView('ended', 'ended');
+      return;
+    }
     ui.joinError = { code: 'SIGN_IN_REQUIRED' };
     showJoinError(ui.joinError);
     showView('error', 'error');

@@ -12,6 +12,14 @@
 //   room.addEventListener('ready', () => enterButton.focus());
 //   await room.start();
 //   …  const { reservationToken } = await room.enter();
+//
+// A scheduled sale (docs/PROTOCOL.md, "Scheduled sales"): before its
+// pre-queue opens the client is `scheduled` ('scheduled' event: when it
+// opens) and joins by itself when it does; in the pre-queue it is `prequeue`
+// (no position; 'position' events with status "prequeue" count down to the
+// draw and carry the entry receipt); at the draw 'drawn' and then 'position'
+// as usual. When the operator ends the event ('ended' event) it stops for
+// good.
 
 // ---------------------------------------------------------------------------
 // Wire types: the WebSocket protocol is declared once, in src/protocol/wire.ts
@@ -24,6 +32,7 @@ import {
   Close,
   closeKind,
   type ClientMessage,
+  type EndedMessage,
   type EventState,
   type OperatorMessage,
   type PositionSnapshot,
@@ -48,6 +57,7 @@ export {
   type AdmittedMessage,
   type ExpiredMessage,
   type LeftMessage,
+  type EndedMessage,
   type PausedMessage,
   type ResumedMessage,
   type PongMessage,
@@ -57,13 +67,16 @@ export {
 /** 202 of POST /api/v1/queue/join */
 export interface JoinResponse {
   waiting_token: string;
+  /** 0 in the pre-queue: places are drawn at the start */
   position_hint: number;
-  status: 'waiting';
+  status: 'waiting' | 'prequeue';
+  /** pre-queue only: the entry receipt (the place's line in the draw's published entrant list) */
+  receipt?: string;
 }
 
 /** 200 of GET /api/v1/queue/status */
 export interface StatusResponse extends Omit<PositionSnapshot, 'status'> {
-  status: 'waiting' | 'ready' | 'admitted';
+  status: 'prequeue' | 'waiting' | 'ready' | 'admitted';
   event_id: string;
   waiting_time: number;
   ready_for_entry: boolean;
@@ -89,11 +102,44 @@ export interface ApiErrorBody {
 // ---------------------------------------------------------------------------
 // Client types
 
-export type WaitingRoomState = 'idle' | 'waiting' | 'ready' | 'admitted' | 'expired' | 'left';
+/**
+ * idle -> [scheduled ->] [prequeue ->] waiting -> ready -> admitted; or
+ * expired, left, ended. `scheduled`: the event's pre-queue has not opened,
+ * the client joins by itself when it does (no place yet). `prequeue`: in the
+ * pre-queue, no position until the draw. `ended`: the operator ended the
+ * event (sold out, cancelled, its end time) while this place waited, or
+ * before it joined; terminal like expired.
+ */
+export type WaitingRoomState = 'idle' | 'scheduled' | 'prequeue' | 'waiting' | 'ready' | 'admitted' | 'expired' | 'left' | 'ended';
 export type ConnectionState = 'connecting' | 'live' | 'polling' | 'offline';
 export type Transport = 'auto' | 'ws' | 'poll';
 
+/**
+ * A place snapshot. status "prequeue": before the draw (position 0, eta_sec
+ * = seconds to the draw, starts_at, receipt). After the draw `receipt` is
+ * still filled in from what this client remembers for the place.
+ */
 export type PositionDetail = PositionSnapshot;
+/** The event is scheduled and its pre-queue has not opened: the client joins by itself when it does. */
+export interface ScheduledDetail {
+  /** when joins are accepted (RFC 3339) */
+  opens_at: string;
+  /** when the pre-queue is drawn and the sale starts (RFC 3339); equal to opens_at when there is no pre-queue */
+  starts_at?: string;
+  /** seconds until opens_at as the server counted them (Retry-After), else by this browser's clock */
+  opens_in_sec: number;
+  /** when this client asks again */
+  retry_in_ms: number;
+}
+/** The event ended: no place any more (ready users are not told: they keep their window). */
+export interface EndedDetail {
+  /** sold_out, cancelled, ends_at (the scheduled end), or another operator reason */
+  reason: string;
+  /** the operator's message (null = none) */
+  message: OperatorMessage | null;
+  /** RFC 3339, when known */
+  ended_at?: string;
+}
 export interface ReadyDetail {
   ready_deadline: string;
   /** whole seconds left when the server said so: count down from this, not from the browser clock */
@@ -126,11 +172,19 @@ export interface ErrorDetail {
 }
 
 export interface WaitingRoomEventMap {
+  /** the sale's line is not open yet (each refused attempt: a fresh count); the client joins by itself later */
+  scheduled: CustomEvent<ScheduledDetail>;
+  /** the pre-queue was drawn: this place has its position now (the snapshot; a 'position' follows) */
+  drawn: CustomEvent<PositionDetail>;
   position: CustomEvent<PositionDetail>;
   ready: CustomEvent<ReadyDetail>;
   admitted: CustomEvent<AdmittedDetail>;
   expired: CustomEvent<ExpiredDetail>;
   left: CustomEvent<null>;
+  /** the event ended: terminal, nothing reconnects or polls any more */
+  ended: CustomEvent<EndedDetail>;
+  /** a join the client made by itself after `scheduled` was refused (what start() would have rejected with) */
+  refused: CustomEvent<WaitingRoomError>;
   paused: CustomEvent<PausedDetail>;
   resumed: CustomEvent<PausedDetail>;
   connection: CustomEvent<ConnectionDetail>;
@@ -194,12 +248,16 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const SOCKET_ENTER_TIMEOUT_MS = 15_000;
 /** a socket without its welcome after this long counts as failed to open */
 const WELCOME_TIMEOUT_MS = 10_000;
+/** a scheduled event is asked again at most this far apart (a schedule moved earlier is noticed) */
+const SCHEDULE_RECHECK_MAX_MS = 10 * 60_000;
 
 interface HttpResult {
   /** 0: no answer (network failure or timeout) */
   status: number;
   body: unknown;
   retryAfterMs?: number;
+  /** Retry-After as sent, in seconds (not capped) */
+  retryAfterSec?: number;
 }
 
 interface Socket {
@@ -228,6 +286,20 @@ interface StoredAdmission {
 /** Socket closed or went quiet before answering an enter: the HTTP route is tried instead. */
 class SocketGone extends Error {}
 
+/** What a join came to: a place (fresh: just made; receipt: in the pre-queue), not open yet, or ended. */
+type JoinOutcome =
+  | { token: string; fresh: boolean; receipt?: string }
+  | { scheduled: { opens_at: string; starts_at?: string; retryAfterSec?: number } }
+  | { ended: { reason: string; ended_at?: string } };
+
+function endedOf(m: EndedMessage): EndedDetail {
+  return {
+    reason: typeof m.reason === 'string' && m.reason ? m.reason : 'ended',
+    message: isObject(m.message) ? m.message : null,
+    ...(typeof m.ended_at === 'string' ? { ended_at: m.ended_at } : {}),
+  };
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function randomKey(): string {
@@ -251,10 +323,15 @@ function errorOf(r: HttpResult): WaitingRoomError {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
+/** 410 EVENT_ENDED: the event ended (while this place waited, or before it joined) */
+const endedAnswer = (r: HttpResult): boolean => r.status === 410 && isObject(r.body) && isObject(r.body.error) && r.body.error.code === 'EVENT_ENDED';
+
+const EVENT_STATES: readonly EventState[] = ['scheduled', 'prequeue', 'open', 'paused', 'closed', 'ended'];
+
 function snapshotOf(m: Record<string, unknown>): PositionSnapshot {
   const n = (k: string): number => (typeof m[k] === 'number' ? (m[k] as number) : 0);
-  return {
-    status: m.status === 'ready' ? 'ready' : 'waiting',
+  const snap: PositionSnapshot = {
+    status: m.status === 'ready' ? 'ready' : m.status === 'prequeue' ? 'prequeue' : 'waiting',
     position: n('position'),
     people_ahead: n('people_ahead'),
     being_let_in: n('being_let_in'),
@@ -262,8 +339,20 @@ function snapshotOf(m: Record<string, unknown>): PositionSnapshot {
     eta_low: n('eta_low'),
     eta_high: n('eta_high'),
     confidence: n('confidence'),
-    event_state: m.event_state === 'paused' || m.event_state === 'closed' ? m.event_state : 'open',
+    event_state: EVENT_STATES.includes(m.event_state as EventState) ? (m.event_state as EventState) : 'open',
   };
+  if (typeof m.starts_at === 'string') snap.starts_at = m.starts_at;
+  if (typeof m.receipt === 'string') snap.receipt = m.receipt;
+  return snap;
+}
+
+/** paused and closed stop admissions; the pre-queue and the states of later versions do not count as paused */
+const stopsAdmissions = (s: string): boolean => s === 'paused' || s === 'closed';
+
+/** seconds from now to an RFC 3339 time by this browser's clock (undefined if unreadable) */
+function secondsUntil(iso: unknown): number | undefined {
+  const t = typeof iso === 'string' ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? Math.max(0, Math.ceil((t - Date.now()) / 1000)) : undefined;
 }
 
 // ---------------------------------------------------------------------------
@@ -279,7 +368,7 @@ export class WaitingRoomClient extends EventTarget {
   private readonly maxBackoffMs: number;
   private readonly fetchFn: typeof fetch;
   private readonly WS: typeof WebSocket | undefined;
-  private readonly keys: { token: string; join: string; enter: string; admission: string };
+  private readonly keys: { token: string; join: string; enter: string; admission: string; receipt: string };
 
   private _token: string | undefined;
   private _state: WaitingRoomState = 'idle';
@@ -289,6 +378,10 @@ export class WaitingRoomClient extends EventTarget {
   private paused = false;
   private readyDeadline: string | undefined;
   private admittedWithToken = false;
+  private _schedule: ScheduledDetail | undefined;
+  private _ended: EndedDetail | undefined;
+  /** the next join attempt of a scheduled event */
+  private scheduleTimer: ReturnType<typeof setTimeout> | undefined;
 
   private running = false;
   /** bumped on stop() and whenever the token changes: async work of an older generation drops its result */
@@ -334,7 +427,7 @@ export class WaitingRoomClient extends EventTarget {
     this.fetchFn = o.fetch ? f : f.bind(globalThis);
     this.WS = o.WebSocket ?? globalThis.WebSocket;
     const k = `wr:${this.eventId}`;
-    this.keys = { token: k, join: `${k}:join-key`, enter: `${k}:enter-key`, admission: `${k}:admission` };
+    this.keys = { token: k, join: `${k}:join-key`, enter: `${k}:enter-key`, admission: `${k}:admission`, receipt: `${k}:receipt` };
   }
 
   /** The waiting token of this browser's place, if it holds one. */
@@ -355,6 +448,27 @@ export class WaitingRoomClient extends EventTarget {
   get last(): PositionSnapshot | undefined {
     return this._last;
   }
+  /**
+   * The entry receipt of this place if it came through a pre-queue (kept
+   * after the draw and across reloads): its line in the draw's published
+   * entrant list, GET /api/v1/events/<id>/draw.
+   */
+  get receipt(): string | undefined {
+    try {
+      const v = JSON.parse(this.read(this.keys.receipt) ?? 'null') as { t?: string; r?: string } | null;
+      return v && v.t === this._token && typeof v.r === 'string' ? v.r : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  /** While `scheduled`: when the line opens. */
+  get schedule(): ScheduledDetail | undefined {
+    return this._state === 'scheduled' ? this._schedule : undefined;
+  }
+  /** Once `ended`: why. */
+  get ending(): EndedDetail | undefined {
+    return this._state === 'ended' ? this._ended : undefined;
+  }
 
   /**
    * Resume the place this browser holds for the event (any tab may have taken
@@ -362,11 +476,16 @@ export class WaitingRoomClient extends EventTarget {
    * as events. Rejects with a WaitingRoomError when the join is refused
    * (EVENT_CLOSED, EVENT_NOT_FOUND, UNAUTHORIZED, …); transient failures
    * (network, 429, 503) are retried, each reported as an 'error' event.
+   * Resolves in state `scheduled` when the event's line is not open yet (the
+   * client then joins by itself when it opens: a later refusal is a
+   * 'refused' event), and in state `ended` when the event has ended.
    */
   start(): Promise<void> {
     if (this.starting) return this.starting;
     // already keeping a place: nothing to do (a second call must not drop a healthy socket)
     if (this.running && this._token && !this.isFinished() && (this.sock || this.polling || this.retryTimer)) return Promise.resolve();
+    // already waiting for the line to open
+    if (this.running && this._state === 'scheduled' && this.scheduleTimer) return Promise.resolve();
     this.running = true;
     this.listen();
     const gen = ++this.gen;
@@ -400,7 +519,7 @@ export class WaitingRoomClient extends EventTarget {
       return;
     }
     const err = errorOf(r);
-    if (r.status === 404 || (r.status === 409 && err.code === 'NOT_IN_LINE')) {
+    if (r.status === 404 || r.status === 410 || (r.status === 409 && err.code === 'NOT_IN_LINE')) {
       // already finished one way or another: find out which
       await this.settleFinished(token);
       return;
@@ -429,13 +548,69 @@ export class WaitingRoomClient extends EventTarget {
     }
     const joined = await this.join(gen);
     if (!joined || gen !== this.gen) return;
+    if ('scheduled' in joined) {
+      this.scheduled(joined.scheduled, gen);
+      return;
+    }
+    if ('ended' in joined) {
+      await this.endedBeforeJoining(joined.ended, gen);
+      return;
+    }
     if (joined.fresh) {
       this.useToken(joined.token);
-      this._state = 'waiting';
+      if (joined.receipt) {
+        this.rememberReceipt(joined.token, joined.receipt);
+        this._state = 'prequeue';
+      } else this._state = 'waiting';
       this.connect();
     } else {
       await this.resume(joined.token, gen);
     }
+  }
+
+  /**
+   * The line is not open yet: say when it opens and ask again then. The
+   * server's Retry-After counts the seconds (immune to this browser's clock);
+   * far ahead, ask again halfway (at most every 10 minutes) so a schedule
+   * moved earlier is noticed. At least a second between attempts.
+   */
+  private scheduled(s: { opens_at: string; starts_at?: string; retryAfterSec?: number }, gen: number): void {
+    const opensIn = s.retryAfterSec !== undefined && s.retryAfterSec < 3600 ? s.retryAfterSec : (secondsUntil(s.opens_at) ?? s.retryAfterSec ?? 5);
+    const untilMs = Math.max(1, s.retryAfterSec ?? opensIn) * 1000;
+    let delay = untilMs <= 60_000 ? untilMs : Math.min(SCHEDULE_RECHECK_MAX_MS, untilMs / 2);
+    // a little spread so every page waiting for the opening does not ask in the same millisecond
+    // (in the pre-queue arriving a second later costs nothing: places are drawn)
+    delay += Math.random() * Math.min(1000, delay / 10);
+    this._state = 'scheduled';
+    this._schedule = { opens_at: s.opens_at, ...(s.starts_at ? { starts_at: s.starts_at } : {}), opens_in_sec: Math.max(0, opensIn), retry_in_ms: Math.round(delay) };
+    clearTimeout(this.scheduleTimer);
+    this.scheduleTimer = setTimeout(() => {
+      this.scheduleTimer = undefined;
+      if (gen !== this.gen || !this.running || this.starting) return;
+      this.starting = this.begin(gen)
+        .catch((err: unknown) => {
+          if (gen !== this.gen) return;
+          const e = err instanceof WaitingRoomError ? err : new WaitingRoomError('NETWORK', String(err), 0);
+          this._state = 'idle';
+          this.emit('refused', e);
+        })
+        .finally(() => {
+          this.starting = undefined;
+        });
+    }, delay);
+    this.emit('scheduled', this._schedule);
+  }
+
+  /** A join refused because the event ended: the operator's message is on the public event. */
+  private async endedBeforeJoining(d: { reason: string; ended_at?: string }, gen: number): Promise<void> {
+    let message: OperatorMessage | null = this._notice;
+    const r = await this.request('GET', `/api/v1/events/${encodeURIComponent(this.eventId)}`);
+    if (gen !== this.gen) return;
+    if (r.status === 200 && isObject(r.body)) {
+      const m = r.body.message;
+      message = isObject(m) ? (m as OperatorMessage) : null;
+    }
+    this.finishEnded({ reason: d.reason, message, ...(d.ended_at ? { ended_at: d.ended_at } : {}) });
   }
 
   /** Check a token we did not just get from a fresh join, then connect if it is still in line. */
@@ -444,12 +619,16 @@ export class WaitingRoomClient extends EventTarget {
     const r = await this.request('GET', `/api/v1/queue/status?token=${encodeURIComponent(token)}`);
     if (gen !== this.gen) return;
     if (r.status === 200 && isObject(r.body)) {
-      if (this._state === 'idle') this._state = 'waiting';
+      if (this._state === 'idle') this._state = r.body.status === 'prequeue' ? 'prequeue' : 'waiting';
       if (this.applyStatus(r.body as unknown as StatusResponse)) this.connect();
       return;
     }
     if (r.status === 404) {
       this.handleGone(errorOf(r));
+      return;
+    }
+    if (endedAnswer(r)) {
+      this.handleEnded(r);
       return;
     }
     // no answer: the socket (or the poll) will tell
@@ -463,14 +642,14 @@ export class WaitingRoomClient extends EventTarget {
    * covers browsers without locks (the second join answers 409 with the
    * first one's token).
    */
-  private async join(gen: number): Promise<{ token: string; fresh: boolean } | undefined> {
+  private async join(gen: number): Promise<JoinOutcome | undefined> {
     const locks = (globalThis.navigator as Navigator | undefined)?.locks;
     const critical = () => this.joinOnce(gen);
     if (locks?.request) return locks.request(`wr:join:${this.eventId}`, critical);
     return critical();
   }
 
-  private async joinOnce(gen: number): Promise<{ token: string; fresh: boolean } | undefined> {
+  private async joinOnce(gen: number): Promise<JoinOutcome | undefined> {
     let rotated = false;
     for (let attempt = 0; ; attempt++) {
       // another tab may have joined while we waited for the lock
@@ -485,11 +664,27 @@ export class WaitingRoomClient extends EventTarget {
       const r = await this.request('POST', '/api/v1/queue/join', { event_id: this.eventId }, headers);
       if (gen !== this.gen) return undefined;
       if (r.status === 202 && isObject(r.body) && typeof r.body.waiting_token === 'string') {
-        const token = (r.body as unknown as JoinResponse).waiting_token;
-        this.write(this.keys.token, token);
-        return { token, fresh: true };
+        const b = r.body as unknown as JoinResponse;
+        this.write(this.keys.token, b.waiting_token);
+        return { token: b.waiting_token, fresh: true, ...(b.status === 'prequeue' && typeof b.receipt === 'string' ? { receipt: b.receipt } : {}) };
       }
       const err = errorOf(r);
+      if (err.code === 'EVENT_NOT_OPEN') {
+        const d = err.details;
+        return {
+          scheduled: {
+            opens_at: typeof d.opens_at === 'string' ? d.opens_at : '',
+            ...(typeof d.starts_at === 'string' ? { starts_at: d.starts_at } : {}),
+            ...(r.retryAfterSec !== undefined ? { retryAfterSec: r.retryAfterSec } : {}),
+          },
+        };
+      }
+      if (err.code === 'EVENT_ENDED') {
+        // nobody joins an ended event: a later start() asks anew
+        this.remove(this.keys.join);
+        const d = err.details;
+        return { ended: { reason: typeof d.reason === 'string' ? d.reason : 'ended', ...(typeof d.ended_at === 'string' ? { ended_at: d.ended_at } : {}) } };
+      }
       if (err.code === 'DUPLICATE_REQUEST' && typeof err.details.waiting_token === 'string') {
         const status = err.details.status;
         // The key (or user) still points at a finished place: a new key joins anew.
@@ -526,7 +721,8 @@ export class WaitingRoomClient extends EventTarget {
     clearTimeout(this.retryTimer);
     clearTimeout(this.pollTimer);
     clearTimeout(this.probeTimer);
-    this.retryTimer = this.pollTimer = this.probeTimer = undefined;
+    clearTimeout(this.scheduleTimer);
+    this.retryTimer = this.pollTimer = this.probeTimer = this.scheduleTimer = undefined;
     this.polling = false;
     if (this.sock) this.dropSocket(this.sock);
     if (this.pendingEnter) {
@@ -537,7 +733,7 @@ export class WaitingRoomClient extends EventTarget {
   }
 
   private isFinished(): boolean {
-    return this._state === 'admitted' || this._state === 'expired' || this._state === 'left';
+    return this._state === 'admitted' || this._state === 'expired' || this._state === 'left' || this._state === 'ended';
   }
 
   private offline(): boolean {
@@ -682,6 +878,9 @@ export class WaitingRoomClient extends EventTarget {
       case 'left':
         this.finishLeft();
         return;
+      case 'ended':
+        this.finishEnded(endedOf(m));
+        return;
       case 'error':
         // Only enter is sent over the socket (leave goes over HTTP), so an
         // error while an enter is pending answers it.
@@ -719,8 +918,9 @@ export class WaitingRoomClient extends EventTarget {
       if (code === Close.ADMITTED) return this.admit({});
       if (code === Close.LEFT) return this.finishLeft();
       if (code === Close.UNKNOWN_TOKEN) return this.finishExpired('unknown_token');
-      // EXPIRED (at connect time no message precedes it) and terminal codes
-      // this client does not know: the status answer has the outcome
+      // EXPIRED and ENDED (at connect time no message precedes them: the
+      // status answer, 404 or 410, says why) and terminal codes this client
+      // does not know: the status answer has the outcome
       if (this._token) void this.settleFinished(this._token);
       return;
     }
@@ -814,6 +1014,9 @@ export class WaitingRoomClient extends EventTarget {
     } else if (r.status === 404) {
       this.handleGone(errorOf(r));
       return;
+    } else if (endedAnswer(r)) {
+      this.handleEnded(r);
+      return;
     } else {
       this.setConnection('offline');
       next = r.retryAfterMs ?? Math.max(1000, this.backoff(this.pollAttempt++));
@@ -840,10 +1043,26 @@ export class WaitingRoomClient extends EventTarget {
 
   private applySnapshot(snap: PositionSnapshot): void {
     if (this.isFinished()) return;
+    const token = this._token;
+    if (snap.receipt && token) this.rememberReceipt(token, snap.receipt);
+    else if (!snap.receipt) {
+      const r = this.receipt;
+      if (r) snap.receipt = r;
+    }
+    const wasPrequeue = this._state === 'prequeue';
     this._last = snap;
-    if (snap.status === 'waiting' && this._state !== 'ready') this._state = 'waiting';
+    if (snap.status === 'prequeue') {
+      if (this._state !== 'ready') this._state = 'prequeue';
+    } else if (snap.status === 'waiting' && this._state !== 'ready') this._state = 'waiting';
+    else if (snap.status === 'ready' && wasPrequeue) this._state = 'waiting'; // the 'ready' message (or the poll's ready fields) makes it ready
+    if (wasPrequeue && snap.status !== 'prequeue') this.emit('drawn', snap);
     this.emit('position', snap);
-    this.setPaused(snap.event_state !== 'open', snap.event_state);
+    this.setPaused(stopsAdmissions(snap.event_state), snap.event_state);
+  }
+
+  private rememberReceipt(token: string, receipt: string): void {
+    if (this.receipt === receipt) return;
+    this.write(this.keys.receipt, JSON.stringify({ t: token, r: receipt }));
   }
 
   private setNotice(m: OperatorMessage | null): void {
@@ -908,10 +1127,38 @@ export class WaitingRoomClient extends EventTarget {
     this.emit('left', null);
   }
 
+  private finishEnded(d: EndedDetail): void {
+    if (this.isFinished()) return;
+    this._state = 'ended';
+    this._ended = d;
+    this.forget();
+    this.stopTransport();
+    this.setConnection('offline');
+    this.setNotice(d.message);
+    this.emit('ended', d);
+  }
+
+  /**
+   * A 410 for our token: EVENT_ENDED, with the end's reason, the operator's
+   * message and when. The error object's `message` is the operator's message
+   * here (text by language, or null), not the usual human-readable string.
+   */
+  private handleEnded(r: HttpResult): void {
+    const e = isObject(r.body) && isObject(r.body.error) ? r.body.error : {};
+    this.finishEnded({
+      reason: typeof e.reason === 'string' && e.reason ? e.reason : 'ended',
+      message: isObject(e.message) ? (e.message as OperatorMessage) : null,
+      ...(typeof e.ended_at === 'string' ? { ended_at: e.ended_at } : {}),
+    });
+  }
+
   /** A 404 for our token: TOKEN_EXPIRED (with reason, `left` included) or TOKEN_NOT_FOUND. */
-  private handleGone(err: WaitingRoomError): void {
+  private handleGone(err: WaitingRoomError, settled = false): void {
     const reason = typeof err.details.reason === 'string' ? err.details.reason : err.code === 'TOKEN_NOT_FOUND' ? 'unknown_token' : 'expired';
-    if (reason === 'left') this.finishLeft();
+    // let go because the event ended: the status answer (410) says why, with the operator's message
+    if (reason === 'ended' && this._token && !settled) void this.settleFinished(this._token);
+    else if (reason === 'ended') this.finishEnded({ reason: 'ended', message: this._notice });
+    else if (reason === 'left') this.finishLeft();
     else this.finishExpired(reason);
   }
 
@@ -920,11 +1167,12 @@ export class WaitingRoomClient extends EventTarget {
     const r = await this.request('GET', `/api/v1/queue/status?token=${encodeURIComponent(token)}`);
     if (token !== this._token) return;
     if (r.status === 200 && isObject(r.body) && r.body.status === 'admitted') this.admit({});
-    else if (r.status === 200 && isObject(r.body) && (r.body.status === 'waiting' || r.body.status === 'ready')) {
+    else if (r.status === 200 && isObject(r.body) && (r.body.status === 'waiting' || r.body.status === 'ready' || r.body.status === 'prequeue')) {
       // a terminal close this client does not know did not end the place: keep it by polling
       this.socketDisabled = true;
       this.startPolling();
-    } else if (r.status === 404) this.handleGone(errorOf(r));
+    } else if (r.status === 404) this.handleGone(errorOf(r), true);
+    else if (endedAnswer(r)) this.handleEnded(r);
     else this.finishExpired('expired');
   }
 
@@ -938,6 +1186,7 @@ export class WaitingRoomClient extends EventTarget {
     if (token && this.read(this.keys.token) === token) this.remove(this.keys.token);
     this.remove(this.keys.join);
     this.remove(this.keys.enter);
+    this.remove(this.keys.receipt);
   }
 
   private useToken(token: string): void {
@@ -945,6 +1194,7 @@ export class WaitingRoomClient extends EventTarget {
     this._token = token;
     this._state = 'idle';
     this._last = undefined;
+    this._ended = undefined;
     this.paused = false;
     this.readyDeadline = undefined;
     this.admittedWithToken = false;
@@ -975,6 +1225,7 @@ export class WaitingRoomClient extends EventTarget {
       if (a?.reservation_token) return { reservationToken: a.reservation_token, ttlSec: a.ttl_sec ?? 0 };
       throw new WaitingRoomError('ALREADY_ADMITTED', 'this place was already admitted (in another tab)', 409);
     }
+    if (this._state === 'ended') throw new WaitingRoomError('EVENT_ENDED', 'this event has ended', 410, { ...this._ended });
     if (this._state === 'expired' || this._state === 'left') throw new WaitingRoomError('TOKEN_EXPIRED', 'this place in line is gone', 404);
     const s = this.sock;
     if (s && s.welcomed && s.ws.readyState === WS_OPEN) {
@@ -996,7 +1247,8 @@ export class WaitingRoomClient extends EventTarget {
   private finishedEnterResult(): { reservationToken: string; ttlSec: number } {
     const a = this._state === 'admitted' ? this.storedAdmission() : undefined;
     if (a?.reservation_token) return { reservationToken: a.reservation_token, ttlSec: a.ttl_sec ?? 0 };
-    throw new WaitingRoomError(this._state === 'admitted' ? 'ALREADY_ADMITTED' : 'TOKEN_EXPIRED', `this place is ${this._state}`, 0);
+    const code = this._state === 'admitted' ? 'ALREADY_ADMITTED' : this._state === 'ended' ? 'EVENT_ENDED' : 'TOKEN_EXPIRED';
+    throw new WaitingRoomError(code, `this place is ${this._state}`, 0, this._state === 'ended' ? { ...this._ended } : {});
   }
 
   private async enterOverHttp(token: string): Promise<{ reservationToken: string; ttlSec: number }> {
@@ -1033,6 +1285,7 @@ export class WaitingRoomClient extends EventTarget {
       this.remove(this.keys.enter);
       if (last.code === 'IDEMPOTENCY_CONFLICT') continue; // key reused for another request: a fresh one
       if (last.code === 'TOKEN_EXPIRED' || last.code === 'TOKEN_NOT_FOUND') this.handleGone(last);
+      if (last.code === 'EVENT_ENDED') this.handleEnded(r);
       if (last.code === 'ALREADY_ADMITTED') {
         this.admit({});
         const a = this.storedAdmission();
@@ -1143,7 +1396,7 @@ export class WaitingRoomClient extends EventTarget {
         parsed = undefined;
       }
       const ra = Number(res.headers.get('Retry-After'));
-      return { status: res.status, body: parsed, ...(ra > 0 ? { retryAfterMs: Math.min(60, ra) * 1000 } : {}) };
+      return { status: res.status, body: parsed, ...(ra > 0 ? { retryAfterMs: Math.min(60, ra) * 1000, retryAfterSec: ra } : {}) };
     } catch {
       return { status: 0, body: undefined };
     } finally {

@@ -14,6 +14,9 @@ export const SERVER_KEYS = [
   'wait.continue', 'wait.language', 'wait.pick_title', 'wait.event_label', 'wait.next', 'wait.join_title', 'wait.join', 'wait.in_line',
   'wait.eta_soon', 'wait.paused', 'wait.leave', 'wait.left', 'wait.token_label', 'wait.sign_in', 'wait.closed', 'wait.not_found',
   'wait.unavailable', 'wait.error', 'notice.label', 'ahead.calling.one', 'ahead.calling.other',
+  // scheduled sales, the pre-queue and the end (issue 16)
+  'wait.not_open', 'wait.prequeue_intro', 'wait.join_prequeue', 'wait.prequeue', 'wait.prequeue_draw', 'wait.prequeue_in', 'wait.receipt',
+  'wait.check_draw', 'wait.ended', 'ended.at', 'end_reason.sold_out', 'end_reason.cancelled', 'end_reason.ends_at', 'end_reason.other',
 ] as const;
 
 export class Catalogues {

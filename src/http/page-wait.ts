@@ -11,7 +11,11 @@ import type { Logger } from '../log.js';
 // The waiting room without JavaScript: /wait, a server-rendered page that
 // joins, shows the place and the ETA, reloads itself at poll_after_ms (each
 // reload is a status poll, so it keeps the place alive like any poller) and
-// offers Enter when ready. It is a thin HTML view over the queue routes'
+// offers Enter when ready. A scheduled sale: before its line opens the page
+// says when (and reloads itself, offering the join once it is open); in the
+// pre-queue it shows when places are drawn, that arriving early does not
+// help, and the entry receipt; when the sale ended it says why, with the
+// operator's message. It is a thin HTML view over the queue routes'
 // own handlers (join, status, enter, leave, the public event), called
 // directly, so it has no rules of its own.
 //
@@ -40,10 +44,14 @@ interface PublicEvent {
   access: 'user' | 'anonymous';
   target_url: string;
   message: Notice | null;
+  prequeue_opens_at?: string | null;
+  starts_at?: string | null;
+  end_reason?: string;
+  ended_at?: string | null;
 }
 
 interface Status {
-  status: 'waiting' | 'ready' | 'admitted';
+  status: 'prequeue' | 'waiting' | 'ready' | 'admitted';
   event_state: string;
   position: number;
   being_let_in: number;
@@ -54,7 +62,25 @@ interface Status {
   ready_expires_in_sec?: number;
   poll_after_ms: number;
   message?: Notice | null;
+  /** pre-queue: when places are drawn */
+  starts_at?: string;
+  receipt?: string;
 }
+
+/** What the page knows of an ended event (the 410 EVENT_ENDED answers, or the public event). */
+interface Ending {
+  reason: string;
+  message: Notice | null | undefined;
+  ended_at?: string | null;
+}
+
+const END_REASONS = ['sold_out', 'cancelled', 'ends_at'];
+
+/** seconds from now to an RFC 3339 time (0 when past or unreadable) */
+const secondsTo = (iso: string | null | undefined): number => {
+  const t = iso ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? Math.max(0, Math.ceil((t - Date.now()) / 1000)) : 0;
+};
 
 const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -162,6 +188,58 @@ ${v.body}
     return new Intl.NumberFormat(lang, { style: 'unit', unit: 'hour', unitDisplay: 'long', maximumFractionDigits: 1 }).format(Math.round((min / 60) * 2) / 2);
   };
 
+  /** A moment for a page without script (it cannot know the reader's time zone): date and time in UTC, saying so. */
+  const utc = (lang: string, iso: string | null | undefined): string => {
+    const d = iso ? new Date(iso) : undefined;
+    if (!d || Number.isNaN(d.getTime())) return '–';
+    return new Intl.DateTimeFormat(lang, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZone: 'UTC', timeZoneName: 'short' }).format(d);
+  };
+
+  /** The sale ended: why, in words, with the operator's message; nothing to refresh or join any more. */
+  const endedPage = (req: HttpRequest, lang: string, eventId: string, e: Ending): Reply => {
+    const t = (k: string, p?: Record<string, string | number>) => cat.t(lang, k, p);
+    const reason = t(`end_reason.${END_REASONS.includes(e.reason) ? e.reason : 'other'}`);
+    return page({
+      lang,
+      eventId,
+      notice: e.message ?? null,
+      status: 410,
+      body: `<section class="view"><h1 data-testid="wait-state" data-state="ended" data-reason="${esc(e.reason)}">${esc(reason)}</h1><p>${esc(t('wait.ended'))}</p>${
+        e.ended_at ? `<p class="help">${esc(t('ended.at', { time: utc(lang, e.ended_at) }))}</p>` : ''
+      }<p><a href="/wait">${esc(t('wait.pick_title'))}</a></p></section>`,
+      setCookies: [cookie(req, PLACE_COOKIE, '', 0)],
+    });
+  };
+  const endingOf = (err: AppError, message?: Notice | null): Ending => {
+    const x = (err.details ?? {}) as { reason?: unknown; message?: unknown; ended_at?: unknown };
+    return {
+      reason: typeof x.reason === 'string' ? x.reason : '',
+      message: x.message && typeof x.message === 'object' ? (x.message as Notice) : message,
+      ended_at: typeof x.ended_at === 'string' ? x.ended_at : null,
+    };
+  };
+
+  /**
+   * The line is not open yet: when it opens (and, with a pre-queue, what
+   * happens at the start). Reloads itself, often enough to offer the join
+   * soon after it opens, at most every minute while it is far off.
+   */
+  const notOpenPage = (lang: string, eventId: string, opensAt: string | null | undefined, startsAt: string | null | undefined, notice: Notice | null | undefined): Reply => {
+    const t = (k: string, p?: Record<string, string | number>) => cat.t(lang, k, p);
+    const toOpen = secondsTo(opensAt);
+    const refreshSec = Math.max(3, Math.min(60, toOpen + 1));
+    const prequeue = !!startsAt && !!opensAt && Date.parse(startsAt) > Date.parse(opensAt);
+    return page({
+      lang,
+      eventId,
+      notice,
+      refreshSec,
+      body: `<section class="view"><h1 data-testid="wait-state" data-state="scheduled">${esc(t('wait.not_open', { time: utc(lang, opensAt), duration: duration(lang, toOpen) }))}</h1>${
+        prequeue ? `<p>${esc(t('wait.prequeue_intro', { time: utc(lang, startsAt) }))}</p>` : ''
+      }<p class="help">${esc(t('wait.refresh', { seconds: refreshSec }))}</p></section>`,
+    });
+  };
+
   const joinForm = (lang: string, eventId: string, label: string): string =>
     `<form method="post" action="/wait/join"><input type="hidden" name="event" value="${esc(eventId)}"><input type="hidden" name="lang" value="${esc(lang)}"><button type="submit" class="primary big" data-testid="wait-join">${esc(label)}</button></form>`;
 
@@ -177,8 +255,13 @@ ${v.body}
   const unavailable = (lang: string, eventId: string | undefined): Reply =>
     page({ lang, eventId, refreshSec: 5, status: 503, body: `<section class="view"><h1>${esc(cat.t(lang, 'wait.unavailable', { seconds: 5 }))}</h1></section>` });
 
-  const errorPage = (lang: string, eventId: string | undefined, err: unknown): Reply => {
+  const errorPage = (lang: string, eventId: string | undefined, err: unknown, req?: HttpRequest, notice?: Notice | null): Reply => {
     if (err instanceof AppError && (err.code === 'REDIS_UNAVAILABLE' || err.status === 503)) return unavailable(lang, eventId);
+    if (err instanceof AppError && eventId && err.code === 'EVENT_NOT_OPEN') {
+      const x = (err.details ?? {}) as { opens_at?: string | null; starts_at?: string | null };
+      return notOpenPage(lang, eventId, x.opens_at, x.starts_at, notice);
+    }
+    if (err instanceof AppError && eventId && req && err.code === 'EVENT_ENDED') return endedPage(req, lang, eventId, endingOf(err, notice));
     const text =
       err instanceof AppError
         ? err.code === 'EVENT_NOT_FOUND'
@@ -199,6 +282,8 @@ ${v.body}
     try {
       s = await call<Status>(status, req, { query: { token } });
     } catch (err) {
+      // the sale ended while this place waited: why, and the operator's message
+      if (err instanceof AppError && err.code === 'EVENT_ENDED') return endedPage(req, lang, eventId, endingOf(err, (await eventOf(req, eventId))?.message));
       if (err instanceof AppError && (err.code === 'TOKEN_EXPIRED' || err.code === 'TOKEN_NOT_FOUND' || err.code === 'ALREADY_ADMITTED')) {
         return gone(lang, eventId, cat.t(lang, err.code === 'TOKEN_EXPIRED' && (err.details as { reason?: string } | undefined)?.reason === 'left' ? 'wait.left' : 'wait.expired'), req);
       }
@@ -206,6 +291,24 @@ ${v.body}
     }
     const t = (k: string, p?: Record<string, string | number>) => cat.t(lang, k, p);
     const notice = s.message === undefined ? (await eventOf(req, eventId))?.message : s.message;
+    if (s.status === 'prequeue') {
+      // no place before the draw: when it happens, that arriving early does not help, and the receipt
+      const refreshSec = Math.max(3, Math.round(s.poll_after_ms / 1000));
+      const receipt = s.receipt
+        ? `<p class="receipt" data-testid="wait-receipt">${esc(t('wait.receipt', { receipt: s.receipt }))} <a href="/api/v1/events/${encodeURIComponent(eventId)}/draw">${esc(t('wait.check_draw'))}</a></p>`
+        : '';
+      return page({
+        lang,
+        eventId,
+        notice,
+        refreshSec,
+        body: `<section class="view"><h1 data-testid="wait-state" data-state="prequeue">${esc(t('wait.prequeue'))}</h1>
+<div class="card countdown-card"><p class="draw-rule" data-testid="wait-draw">${esc(t('wait.prequeue_draw', { time: utc(lang, s.starts_at) }))}</p><p>${esc(t('wait.prequeue_in', { duration: duration(lang, s.eta_sec) }))}</p></div>
+${receipt}
+<p class="help">${esc(t('wait.refresh', { seconds: refreshSec }))}</p>
+<form method="post" action="/wait/leave"><input type="hidden" name="lang" value="${esc(lang)}"><button type="submit" class="quiet">${esc(t('wait.leave'))}</button></form></section>`,
+      });
+    }
     if (s.status === 'ready') {
       const left = s.ready_expires_in_sec ?? 0;
       const time = s.ready_deadline
@@ -227,7 +330,7 @@ ${v.body}
     // at least 3 s: a page that reloads every second flickers, and the ready window is minutes
     const refreshSec = Math.max(3, Math.round(s.poll_after_ms / 1000));
     const ahead = s.being_let_in > 0 ? `<p class="ahead">${esc(cat.plural(lang, 'ahead.calling', s.being_let_in))}</p>` : '';
-    const paused = s.event_state !== 'open' ? `<p class="notice notice-paused">${esc(t('wait.paused'))}</p>` : '';
+    const paused = s.event_state === 'paused' || s.event_state === 'closed' ? `<p class="notice notice-paused">${esc(t('wait.paused'))}</p>` : '';
     return page({
       lang,
       eventId,
@@ -311,14 +414,18 @@ ${v.body}
           if (held && tokenEvent(held) === eventId) return await placePage(req, lang, eventId, held);
           const ev = await eventOf(req, eventId);
           if (!ev) throw new AppError('EVENT_NOT_FOUND');
+          if (ev.state === 'ended') return endedPage(req, lang, eventId, { reason: ev.end_reason ?? '', message: ev.message, ended_at: ev.ended_at });
+          if (ev.state === 'scheduled') return notOpenPage(lang, eventId, ev.prequeue_opens_at ?? ev.starts_at, ev.starts_at, ev.message);
           const signIn = ev.access === 'user' && d.auth.configured && !(await userOf(cookies(req.headers.cookie)[USER_COOKIE]));
+          // in the pre-queue the join comes with what happens at the start
+          const prequeue = ev.state === 'prequeue' ? `<p data-testid="wait-prequeue-intro">${esc(cat.t(lang, 'wait.prequeue_intro', { time: utc(lang, ev.starts_at) }))}</p>` : '';
           return page({
             lang,
             eventId,
             notice: ev.message,
             body: signIn
               ? `<section class="view"><h1 data-testid="wait-state" data-state="sign-in">${esc(cat.t(lang, 'wait.sign_in'))}</h1></section>`
-              : `<section class="view"><h1>${esc(cat.t(lang, 'wait.join_title'))}</h1>${joinForm(lang, eventId, cat.t(lang, 'wait.join'))}</section>`,
+              : `<section class="view"><h1>${esc(cat.t(lang, 'wait.join_title'))}</h1>${prequeue}${joinForm(lang, eventId, cat.t(lang, prequeue ? 'wait.join_prequeue' : 'wait.join'))}</section>`,
           });
         } catch (err) {
           return errorPage(lang, eventId, err);
@@ -362,7 +469,9 @@ ${v.body}
           const r = after(lang, eventId);
           return { ...r, headers: { ...r.headers, 'Set-Cookie': setCookie(setCookies) } };
         } catch (err) {
-          return errorPage(lang, eventId, err);
+          // not open yet, or ended: say when, or why (with the operator's message)
+          const notice = err instanceof AppError && (err.code === 'EVENT_NOT_OPEN' || err.code === 'EVENT_ENDED') ? (await eventOf(req, eventId).catch(() => undefined))?.message : undefined;
+          return errorPage(lang, eventId, err, req, notice);
         }
       },
     }),

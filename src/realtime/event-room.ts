@@ -125,6 +125,13 @@ export class EventRoom {
   onEnded: (() => void) | undefined;
   /** end() ran: everyone waiting here was told */
   ended = false;
+  /**
+   * The pre-queue just drew: the ranks of users who were in it are not known
+   * here (entrants joined anywhere in the line, not only at its end, and only
+   * exits are followed), so nothing is pushed or answered from memory until a
+   * read of their exact ranks (Realtime.resync) clears this.
+   */
+  ranksStale = false;
 
   constructor(private readonly o: RoomOptions) {}
 
@@ -312,9 +319,9 @@ export class EventRoom {
       this.lastXs = t.lastExitSeq;
     }
     if ((this.eventState === 'prequeue' || this.eventState === 'scheduled') && t.state !== 'prequeue' && t.state !== 'scheduled' && t.state !== 'ended') {
-      // the draw: everyone here who was in the pre-queue has a place now (their rank was kept
-      // exact all along: their line sequence is their draw key). Before the promotions: the
-      // first of them may be called in this very tick. The push below tells them.
+      // the draw: everyone here who was in the pre-queue has a place now. Their ranks are read
+      // from Redis first (ranksStale): nobody is shown a place before it is exact. Before the
+      // promotions: the first of them may be called in this very tick.
       this.drawn();
     }
     for (const { seq, readyDeadlineMs } of t.promoted) {
@@ -350,7 +357,7 @@ export class EventRoom {
     this.qlen = t.inLine;
     const e = t.eta;
     this.eta = { rate: e.rate, rw: e.rw, share: e.share, conf: e.conf, spread: e.spread, tokens: e.tokens };
-    for (const u of this.members.values()) this.pushPosition(u, stateChanged);
+    if (!this.ranksStale) for (const u of this.members.values()) this.pushPosition(u, stateChanged);
     this.o.metrics.fanoutDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
     this.o.metrics.tickToPush.observe(Math.max(0, Date.now() + this.bestOffsetMs - t.redisTimeMs) / 1000);
     if (gap) {
@@ -367,7 +374,11 @@ export class EventRoom {
       this.drive(u, { type: 'DRAWN' });
       n++;
     }
-    if (n > 0) this.o.log.info({ event_id: this.o.eventId, users: n }, 'draw: pre-queue users here placed');
+    if (n > 0) {
+      this.ranksStale = true;
+      this.o.log.info({ event_id: this.o.eventId, users: n }, 'draw: reading the places of the pre-queue users here');
+      this.onResyncNeeded?.();
+    }
   }
 
   /**

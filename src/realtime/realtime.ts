@@ -289,7 +289,7 @@ export class Realtime {
     if (!eventId) return undefined;
     const room = this.rooms.get(eventId);
     const user = room?.users.get(token);
-    if (!room || !user || this.resyncing.has(eventId)) return undefined;
+    if (!room || !user || this.resyncing.has(eventId) || room.ranksStale) return undefined;
     // Stale view (no tick message for a while: ticker failover, Redis trouble): ask Redis instead.
     if (room.lastTickAt === 0 || Date.now() - room.lastTickAt > Math.max(2000, this.o.tickMs * 8)) return undefined;
     room.polled(user, Date.now(), false);
@@ -377,6 +377,8 @@ export class Realtime {
   private async resync(room: EventRoom): Promise<void> {
     if (this.resyncing.has(room.eventId)) return;
     this.resyncing.add(room.eventId);
+    const started = Date.now();
+    let ok = false;
     try {
       const tokens = [...room.users.keys()];
       for (let i = 0; i < tokens.length; i += 1000) {
@@ -387,10 +389,20 @@ export class Realtime {
           room.finish(u, s?.reason || (s?.state === 'admitted' ? 'entered' : 'liveness'));
         }
       }
+      ok = true;
     } catch (err) {
       this.log.warn({ event_id: room.eventId, err }, 'resync failed');
     } finally {
       this.resyncing.delete(room.eventId);
+    }
+    if (!room.ranksStale) return;
+    if (ok) {
+      // after the draw: everyone here learns their place now
+      room.ranksStale = false;
+      for (const u of room.users.values()) room.pushPosition(u, true);
+      this.log.info({ event_id: room.eventId, users: room.users.size, ms: Date.now() - started }, 'draw: places pushed');
+    } else if (this.rooms.get(room.eventId) === room) {
+      setTimeout(() => void this.resync(room), 500).unref();
     }
   }
 

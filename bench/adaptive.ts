@@ -141,11 +141,12 @@ function chart(on: Bucket[], off: Bucket[]): string {
   const plotW = W - left - 20;
   const panels = [
     { title: 'admissions per second', get: (b: Bucket) => b.admitted / BUCKET_SEC, max: 120 },
-    { title: 'reservation p95 (ms)', get: (b: Bucket) => (b.reservations.length ? pct(b.reservations, 95) : 0), max: 3000 },
-    { title: 'reservation errors per second (5xx)', get: (b: Bucket) => b.errors / BUCKET_SEC, max: 20 },
+    // no successful reservation in a bucket: no point (the line breaks) rather than a p95 of 0
+    { title: 'reservation p95 (ms), successful calls; a gap: none succeeded', get: (b: Bucket) => (b.reservations.length ? pct(b.reservations, 95) : NaN), max: 3000 },
+    { title: 'reservation errors per second (5xx)', get: (b: Bucket) => b.errors / BUCKET_SEC, max: 120 },
   ];
-  const n = on.length;
-  const x = (i: number): number => left + (i / Math.max(1, n - 1)) * plotW;
+  // bucket i covers [i, i + 1) x BUCKET_SEC; its point sits at its middle, on the same axis as the phase lines
+  const x = (i: number): number => left + (((i + 0.5) * BUCKET_SEC) / SECONDS) * plotW;
   const parts: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`, `<rect width="${W}" height="${H}" fill="white"/>`];
   parts.push(`<text x="${left}" y="18" font-size="14">Backend degrades mid-sale: adaptive outflow on (blue) and off (red), ${SECONDS} s, ${BUCKET_SEC} s buckets</text>`);
   panels.forEach((p, k) => {
@@ -165,7 +166,18 @@ function chart(on: Bucket[], off: Bucket[]): string {
       [off, '#d33'],
       [on, '#236'],
     ] as const) {
-      parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${data.map((b, i) => `${x(i).toFixed(1)},${y(p.get(b)).toFixed(1)}`).join(' ')}"/>`);
+      // one polyline per run of points with data
+      let run: string[] = [];
+      const flush = (): void => {
+        if (run.length) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${run.join(' ')}"/>`);
+        run = [];
+      };
+      data.forEach((b, i) => {
+        const v = p.get(b);
+        if (Number.isNaN(v)) flush();
+        else run.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+      });
+      flush();
     }
   });
   parts.push(`<text x="${left}" y="${H - 8}" fill="#666">seconds: 0 to ${SECONDS}</text></svg>`);

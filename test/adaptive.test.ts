@@ -28,7 +28,7 @@ import { redisClient, startRedis, uniquePrefix } from './helpers/harness.js';
 // 1 %) it goes to the floor; after recovery it is back at the ceiling within
 // 60 s. (This simulation measured, at the time of writing: 85 % of steps,
 // 93 % of calls, p95 at most 1.33x, mean rate 91 % of the best, back at the
-// ceiling 54 s after the recovery.)
+// ceiling 45 s after the recovery.)
 
 const POLICY: AdaptivePolicy = { floor: 2, ceiling: 100, p95Ms: 300, errorShare: 0.01 };
 const WINDOW_SEC = 10;
@@ -133,7 +133,9 @@ describe('the adaptive controller against a simulated backend', () => {
   it('decide: no judgement on too few calls; after a change only the calls since count (anti-windup); back to the last limit in a jump, then a creep', () => {
     const s = newControllerState();
     const bad: BackendWindow = { calls: 100, failures: 0, errorShare: 0, p95Ms: 1000 };
-    const good: BackendWindow = { calls: 100, failures: 0, errorShare: 0, p95Ms: 10 };
+    // within the objective but not far inside it (roomy: half of it or less)
+    const good: BackendWindow = { calls: 100, failures: 0, errorShare: 0, p95Ms: 200 };
+    const roomy: BackendWindow = { calls: 100, failures: 0, errorShare: 0, p95Ms: 100 };
     expect(decide(50, POLICY, { calls: AIMD.minCalls - 1, failures: 4, errorShare: 1, p95Ms: 5000 }, s, 10_000)).toEqual({ rate: 50, reason: 'no_data' });
     expect(decide(50, POLICY, bad, s, 20_000)).toEqual({ rate: 35, reason: 'latency' });
     // the next step judges the 3 s since the cut, not the 10 s window
@@ -142,6 +144,8 @@ describe('the adaptive controller against a simulated backend', () => {
     expect(decide(35, POLICY, good, s, 23_000)).toEqual({ rate: 45, reason: 'healthy' });
     expect(decide(45, POLICY, good, s, 26_000)).toEqual({ rate: 45.5, reason: 'healthy' });
     expect(decide(45.5, POLICY, { ...bad, errorShare: 0.5, failures: 50 }, s, 29_000)).toEqual({ rate: 22.75, reason: 'errors' });
+    // far inside the objective: x1.3 whatever the last cut said
+    expect(decide(22.75, POLICY, roomy, s, 32_000)).toEqual({ rate: 29.575, reason: 'healthy' });
     expect(decide(500, POLICY, good, s, 80_000)).toEqual({ rate: 100, reason: 'at_ceiling' });
     expect(decide(1, POLICY, bad, s, 90_000)).toEqual({ rate: 2, reason: 'at_floor' });
   });

@@ -18,7 +18,8 @@ import type { BackendHealth, BackendWindow } from './backend-health.js';
 //    from. Climbing back, the rate jumps (x1.3) to 90 % of that point, then
 //    creeps (+0.5 % of the ceiling per step) past it: the probing above the
 //    limit stays small and brief. With no cut for 20 s the old limit is
-//    stale and the rate climbs x1.3 per step, so after a recovery it is back
+//    stale (and while calls come back within half the objective there is room
+//    whatever the last cut said): the rate climbs x1.3 per step, so after a recovery it is back
 //    at the ceiling within a minute.
 // Too few calls to judge: hold. The token bucket stays the hard bound: the
 // controller only sets its rate, never outside [floor, ceiling].
@@ -76,7 +77,9 @@ export function decide(rate: number, p: AdaptivePolicy, w: BackendWindow, s: Con
   }
   if (cur >= p.ceiling) return { rate: p.ceiling, reason: 'at_ceiling' };
   let next: number;
-  if (!s.cutFrom || nowMs - s.lastCutMs > AIMD.staleMs) next = cur + Math.max(cur * (AIMD.jumpFactor - 1), p.ceiling * 0.02);
+  // far inside the objective (half of it, or less): the backend has room whatever the last cut said
+  const roomy = w.p95Ms <= p.p95Ms / 2 && w.errorShare <= p.errorShare / 2;
+  if (!s.cutFrom || nowMs - s.lastCutMs > AIMD.staleMs || roomy) next = cur + Math.max(cur * (AIMD.jumpFactor - 1), p.ceiling * 0.02);
   else if (cur < s.cutFrom * 0.85) next = Math.min(cur * AIMD.jumpFactor, s.cutFrom * AIMD.jumpTo);
   else next = cur + p.ceiling * AIMD.creep;
   s.changedMs = nowMs;

@@ -17,7 +17,9 @@ import { startProductionSite, type ProductionSite } from './helpers/production-s
 // polling; a network drop keeps the place; two tabs share one place. A
 // scheduled sale: the page waits for the line to open, joins the pre-queue
 // by itself, shows the draw and its receipt, then the drawn place, and says
-// "Sold out" when the operator ends the sale.
+// "Sold out" when the operator ends the sale. A sale with a join challenge:
+// the page checks the browser (a proof of work in a Web Worker) with a
+// progress bar, then joins, once.
 // Screenshots of every state go to test-output/screenshots (not committed).
 
 let site: ProductionSite;
@@ -534,5 +536,161 @@ describe('a scheduled sale, in the page', () => {
       await ctx.close();
       await late.close();
     }
+  }, 60_000);
+});
+
+describe('a sale with a join challenge, in the page', () => {
+  it('proof of work: the page says it is checking the browser, with a progress bar, then joins once and shows its place', async () => {
+    const event = 'page-pow';
+    const put = await putEvent(event, { rate: 5, burst: 1, ready_window_sec: 60, state: 'paused', access: 'anonymous', challenge: { kind: 'pow', difficulty: 14 } });
+    expect(put.status, put.text).toBe(201);
+    expect((await call(site.gw.url, 'GET', `/api/v1/admin/events/${event}`, undefined, site.admin)).body.challenge).toEqual({ kind: 'pow', difficulty: 14 });
+    const ctx = await site.browser.newContext({ locale: 'en-US' });
+    try {
+      // The solver's script is held until the checking view has been read (at
+      // difficulty 14 the solve itself takes milliseconds), and it reports its
+      // progress every 16 tries instead of every 65,536 (2^14 tries would
+      // otherwise finish before the first report); the puzzle is the same.
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let workerRequests = 0;
+      await ctx.route('**/pow-worker.js', async (route) => {
+        workerRequests++;
+        await held;
+        const res = await route.fetch();
+        const src = await res.text();
+        const every16 = src.replace('(n & 0xffff) === 0xffff', '(n & 0xf) === 0xf');
+        expect(every16).not.toBe(src);
+        await route.fulfill({ response: res, body: every16 });
+      });
+      const page = await ctx.newPage();
+      const seen = { join: [] as number[], challenge: 0, proof: undefined as { challenge: string; solution: string } | undefined };
+      page.on('request', (r) => {
+        if (new URL(r.url()).pathname === '/api/v1/queue/join') seen.proof ??= (r.postDataJSON() as { proof?: { challenge: string; solution: string } }).proof;
+      });
+      page.on('response', (r) => {
+        const u = new URL(r.url());
+        if (u.pathname === '/api/v1/queue/join') seen.join.push(r.status());
+        if (u.pathname === '/api/v1/queue/challenge') seen.challenge++;
+      });
+      await page.goto(`${site.gw.url}/?event=${event}`);
+      await waitText(page, 'status', (t) => t === 'checking', 'checking the browser');
+      await waitFor('the solver asked for', async () => workerRequests === 1, 10_000, 50);
+      expect(await page.getByTestId('checking').isVisible()).toBe(true);
+      const view = await page.evaluate(() => ({
+        heading: document.getElementById('checking-h')!.textContent,
+        time: document.getElementById('checking-time')!.textContent,
+        chip: document.getElementById('status')!.dataset.label,
+        now: document.getElementById('checking-progress')!.getAttribute('aria-valuenow'),
+        text: document.getElementById('checking-progress')!.getAttribute('aria-valuetext'),
+        barShown: !document.getElementById('checking-progress')!.parentElement!.hidden,
+        line: document.getElementById('view-line')!.hidden,
+        connection: document.getElementById('connection')!.hidden,
+      }));
+      expect(view).toEqual({
+        heading: 'Checking your browser before you join…',
+        time: '(this takes a second or two)',
+        chip: 'Checking',
+        now: '0',
+        text: '0% checked',
+        barShown: true,
+        line: true,
+        connection: true,
+      });
+      expect(seen.join).toEqual([428]); // the first join, without a proof
+      await shot(page, 'challenge-checking');
+      // every value the bar takes from here on
+      await page.evaluate(() => {
+        const bar = document.getElementById('checking-progress')!;
+        const w = window as unknown as { __bar: number[] };
+        w.__bar = [];
+        new MutationObserver(() => w.__bar.push(Number(bar.getAttribute('aria-valuenow')))).observe(bar, { attributes: true, attributeFilter: ['aria-valuenow'] });
+      });
+      release();
+      await waitText(page, 'status', (t) => t === 'paused', 'in line');
+      expect(await position(page)).toBe(1);
+      const bar = await page.evaluate(() => (window as unknown as { __bar: number[] }).__bar);
+      // tries over 2^14, never above 95 % until solved, then 100 %: the last report was at the last multiple of 16 below the solution's tries
+      const tries = Number(seen.proof!.solution) + 1;
+      const lastReport = Math.floor((tries - 1) / 16) * 16;
+      expect(bar.at(-1)).toBe(100);
+      const before = bar.slice(0, -1);
+      for (let i = 1; i < bar.length; i++) expect(bar[i]!).toBeGreaterThanOrEqual(bar[i - 1]!);
+      if (lastReport > 0) expect(before.at(-1), `tries ${tries}`).toBe(Math.round(Math.min(0.95, lastReport / 2 ** 14) * 100));
+      else expect(before).toEqual([]); // solved before the first report
+      for (const v of before) expect(v).toBeLessThanOrEqual(95);
+      expect(await page.getByTestId('checking').isHidden()).toBe(true);
+      expect(seen.join).toEqual([428, 202]);
+      expect(seen.challenge).toBe(1);
+      await shot(page, 'challenge-joined');
+      // then as usual: called, entered, through
+      await putEvent(event, { state: 'open' });
+      await waitText(page, 'status', (t) => t === 'ready', 'ready');
+      await page.getByTestId('enter').click();
+      await waitText(page, 'status', (t) => t === 'admitted', 'admitted');
+      const st = await stats(event);
+      expect(st.joined_total).toBe(1);
+      expect(st.admitted_total).toBe(1);
+      expect(seen.join).toEqual([428, 202]);
+      expect(workerRequests).toBe(1);
+    } finally {
+      await ctx.close();
+    }
+  }, 60_000);
+
+  it('a browser that cannot run the check (the solver does not load): the page says so in words, and nobody joins', async () => {
+    const event = 'page-pow-broken';
+    const put = await putEvent(event, { rate: 5, burst: 1, access: 'anonymous', challenge: { kind: 'pow', difficulty: 14 } });
+    expect(put.status, put.text).toBe(201);
+    const ctx = await site.browser.newContext({ locale: 'en-US' });
+    try {
+      await ctx.route('**/pow-worker.js', (route) => route.fulfill({ status: 404, body: 'blocked' }));
+      const page = await ctx.newPage();
+      const joins: number[] = [];
+      page.on('response', (r) => {
+        if (new URL(r.url()).pathname === '/api/v1/queue/join') joins.push(r.status());
+      });
+      await page.goto(`${site.gw.url}/?event=${event}`);
+      await waitText(page, 'status', (t) => t === 'error', 'error');
+      expect(((await page.locator('#error-text').textContent()) ?? '').trim()).toBe(
+        "This browser couldn't run the automatic check this sale needs before you join. Use an up-to-date browser with JavaScript turned on (or turn off extensions that block scripts) and try again.",
+      );
+      expect(await page.locator('#retry').isVisible()).toBe(true);
+      await shot(page, 'challenge-unsupported');
+      expect(joins).toEqual([428]);
+      expect((await stats(event)).joined_total).toBe(0);
+    } finally {
+      await ctx.close();
+    }
+  }, 60_000);
+
+  it('without JavaScript (/wait): the join is refused (428) and the page says this sale needs JavaScript, with a link to the page that has it; nobody joins', async () => {
+    const event = 'page-pow-nojs';
+    const put = await putEvent(event, { rate: 5, burst: 1, access: 'anonymous', challenge: { kind: 'pow', difficulty: 14 } });
+    expect(put.status, put.text).toBe(201);
+    for (const [locale, title, expected] of [
+      ['en-US', 'This sale needs JavaScript', 'This sale checks your browser before you join, and that needs JavaScript: your browser solves a short puzzle (a proof of work) that keeps bots out of the line. Turn JavaScript on and use the regular waiting page.'],
+      ['ko-KR', '이 판매는 JavaScript가 필요해요', '이 판매는 대기열에 들어가기 전에 브라우저를 확인하며, 여기에는 JavaScript가 필요해요. 봇을 막기 위해 브라우저가 짧은 퍼즐(작업 증명)을 풀어요. JavaScript를 켜고 일반 대기 페이지를 이용해 주세요.'],
+    ] as const) {
+      const ctx = await site.browser.newContext({ javaScriptEnabled: false, locale });
+      try {
+        const page = await ctx.newPage();
+        await page.goto(`${site.gw.url}/wait?event=${event}`);
+        const answer = page.waitForResponse((r) => new URL(r.url()).pathname === '/wait/join');
+        await page.getByTestId('wait-join').click();
+        expect((await answer).status()).toBe(428);
+        const state = page.getByTestId('wait-state');
+        await state.waitFor();
+        expect(await state.getAttribute('data-state')).toBe('needs-js');
+        expect(await state.getAttribute('data-kind')).toBe('pow');
+        expect(((await state.textContent()) ?? '').trim()).toBe(title);
+        expect(((await page.getByTestId('wait-needs-js').textContent()) ?? '').trim()).toBe(expected);
+        expect(await page.getByTestId('wait-open-page').getAttribute('href')).toBe(`/?event=${event}`);
+        await shot(page, `challenge-nojs-${locale}`);
+      } finally {
+        await ctx.close();
+      }
+    }
+    expect((await stats(event)).joined_total).toBe(0);
   }, 60_000);
 });

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { WaitingRoomClient, type EndedDetail, type ScheduledDetail } from '../src/client/waiting-room.js';
+import { WaitingRoomClient, type ChallengeDetail, type EndedDetail, type ScheduledDetail } from '../src/client/waiting-room.js';
 import { PROTOCOL_VERSION, closeKind } from '../src/protocol/wire.js';
 
 // The browser client decides by close-code range and checks the protocol
@@ -63,18 +64,34 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 type Answer = { status: number; body: unknown; headers?: Record<string, string> };
 
-function scripted(statusAnswer: () => Answer, o: { join?: () => Answer; event?: () => Answer; transport?: 'auto' | 'poll'; storage?: Storage } = {}) {
+interface ScriptOptions {
+  join?: (body: Record<string, unknown>) => Answer;
+  event?: () => Answer;
+  /** GET /api/v1/queue/challenge */
+  challenge?: () => Answer;
+  transport?: 'auto' | 'poll';
+  storage?: Storage;
+  Worker?: typeof Worker | null;
+  getChallengeToken?: (eventId: string) => Promise<string>;
+}
+
+function scripted(statusAnswer: () => Answer, o: ScriptOptions = {}) {
   ScriptedSocket.opened = [];
   const calls: string[] = [];
+  /** every join: its body and Idempotency-Key */
+  const joins: { body: Record<string, unknown>; key: string | null }[] = [];
   const fetchFn = async (url: string | URL | Request, init?: RequestInit): Promise<Response> => {
     const u = new URL(String(url));
     calls.push(`${init?.method ?? 'GET'} ${u.pathname}`);
     const reply = (a: Answer) => new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json', ...a.headers } });
     if (u.pathname === '/api/v1/queue/join') {
-      if (o.join) return reply(o.join());
+      const body = JSON.parse(String(init?.body ?? '{}')) as Record<string, unknown>;
+      joins.push({ body, key: new Headers(init?.headers).get('Idempotency-Key') });
+      if (o.join) return reply(o.join(body));
       return new Response(JSON.stringify({ waiting_token: 'ev.AAAAAAAAAAAAAAAAAAAAAA', position_hint: 3, status: 'waiting' }), { status: 202 });
     }
     if (u.pathname === '/api/v1/events/ev' && o.event) return reply(o.event());
+    if (u.pathname === '/api/v1/queue/challenge' && o.challenge) return reply(o.challenge());
     const a = statusAnswer();
     return new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json' } });
   };
@@ -87,8 +104,10 @@ function scripted(statusAnswer: () => Answer, o: { join?: () => Answer; event?: 
     minBackoffMs: 10,
     maxBackoffMs: 20,
     ...(o.transport ? { transport: o.transport } : {}),
+    ...(o.Worker !== undefined ? { Worker: (o.Worker ?? undefined) as typeof Worker } : {}),
+    ...(o.getChallengeToken ? { getChallengeToken: o.getChallengeToken } : {}),
   });
-  return { room, calls };
+  return { room, calls, joins };
 }
 
 const waiting = { status: 200, body: { status: 'waiting', event_id: 'ev', position: 3, people_ahead: 2, being_let_in: 0, eta_sec: 10, eta_low: 5, eta_high: 20, confidence: 0.5, event_state: 'open', waiting_time: 1, ready_for_entry: false, poll_after_ms: 60_000 } };
@@ -333,6 +352,221 @@ describe('the event ended', () => {
     expect(s.room.token).toBeUndefined();
     expect(ScriptedSocket.opened).toHaveLength(0);
     s.room.stop();
+  });
+});
+
+// A join challenge (docs/PROTOCOL.md, "Join challenges"): a join answered 428
+// CHALLENGE_REQUIRED is made again with a proof under the same
+// Idempotency-Key. Proof of work is solved in a worker (here a stand-in with
+// the real algorithm, at a small difficulty, reporting every 64 tries rather
+// than 65,536); an external challenge's token comes from the site's hook. A
+// proof refused as expired or used is replaced once, never more.
+const zeroBits = (d: Buffer): number => {
+  let n = 0;
+  for (const b of d) {
+    if (b === 0) {
+      n += 8;
+      continue;
+    }
+    return n + Math.clz32(b) - 24;
+  }
+  return n;
+};
+const solves = (challenge: string, solution: string, difficulty: number): boolean => zeroBits(createHash('sha256').update(`${challenge}:${solution}`).digest()) >= difficulty;
+
+class FakePowWorker {
+  static made: FakePowWorker[] = [];
+  static fail: 'load' | 'silent' | undefined;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onerror: ((ev: { message: string; preventDefault(): void }) => void) | null = null;
+  terminated = false;
+  constructor(readonly url: string) {
+    FakePowWorker.made.push(this);
+  }
+  postMessage(m: { challenge: string; difficulty: number }): void {
+    setTimeout(() => {
+      if (this.terminated) return;
+      if (FakePowWorker.fail === 'load') return this.onerror?.({ message: '', preventDefault() {} });
+      if (FakePowWorker.fail === 'silent') return;
+      for (let n = 0; ; n++) {
+        if (solves(m.challenge, String(n), m.difficulty)) return this.onmessage?.({ data: { type: 'solved', solution: String(n), tried: n + 1, ms: 1 } });
+        if ((n & 63) === 63) this.onmessage?.({ data: { type: 'progress', tried: n + 1 } });
+      }
+    }, 5);
+  }
+  terminate(): void {
+    this.terminated = true;
+  }
+}
+
+describe('a join challenge', () => {
+  const DIFFICULTY = 9;
+  let issued = 0;
+  const pow = (): Answer => ({
+    status: 200,
+    body: { event_id: 'ev', kind: 'pow', algorithm: 'sha256-leading-zero-bits', challenge: `v1.ev.${Date.now() + 120_000}.${DIFFICULTY}.n${++issued}.mac`, difficulty: DIFFICULTY, expires_at: new Date(Date.now() + 120_000).toISOString() },
+  });
+  const required = (kind: 'pow' | 'external'): Answer => ({ status: 428, body: { error: { code: 'CHALLENGE_REQUIRED', message: 'this event needs a solved challenge', trace_id: '0', kind } } });
+  const failed = (reason: string): Answer => ({ status: 403, body: { error: { code: 'CHALLENGE_FAILED', message: `the challenge proof was not accepted (${reason})`, trace_id: '0', reason } } });
+  const accepted: Answer = { status: 202, body: { waiting_token: 'ev.CCCCCCCCCCCCCCCCCCCCCC', position_hint: 1, status: 'waiting' } };
+  /** a gateway that checks the proof for real (pow) and answers the scripted refusals in turn */
+  const gateway = (refusals: Answer[]) => (body: Record<string, unknown>): Answer => {
+    const p = body.proof as { challenge?: string; solution?: string; token?: string } | undefined;
+    if (!p) return required('pow');
+    if (p.challenge && !solves(p.challenge, p.solution ?? '', DIFFICULTY)) return failed('insufficient');
+    return refusals.shift() ?? accepted;
+  };
+  const fresh = () => {
+    FakePowWorker.made = [];
+    FakePowWorker.fail = undefined;
+  };
+
+  it('proof of work: 428, a challenge solved in the worker, the join again with the proof and the same Idempotency-Key; progress events; expired, then used: one fresh challenge each time, never more', async () => {
+    // expired: a fresh challenge; then a join refused as used: a fresh one again
+    for (const refusal of ['expired', 'used']) {
+      fresh();
+      const s = scripted(() => waiting, { join: gateway([failed(refusal)]), challenge: pow, Worker: FakePowWorker as unknown as typeof Worker });
+      const seen: ChallengeDetail[] = [];
+      s.room.addEventListener('challenge', (e) => seen.push(e.detail));
+      await s.room.start();
+      expect(s.room.state).toBe('waiting');
+      expect(s.room.token).toBe('ev.CCCCCCCCCCCCCCCCCCCCCC');
+      expect(s.room.challenge).toBeUndefined(); // over once joined
+      expect(s.calls.filter((c) => c.includes('/join') || c.includes('/challenge'))).toEqual([
+        'POST /api/v1/queue/join', // 428
+        'GET /api/v1/queue/challenge',
+        'POST /api/v1/queue/join', // refused: expired / used
+        'GET /api/v1/queue/challenge',
+        'POST /api/v1/queue/join', // 202
+      ]);
+      // one Idempotency-Key for the whole join
+      expect(new Set(s.joins.map((j) => j.key)).size).toBe(1);
+      expect(s.joins[0]!.key).toMatch(/^[A-Za-z0-9_-]{8,}$/);
+      expect(s.joins[0]!.body).toEqual({ event_id: 'ev' });
+      const [p1, p2] = [s.joins[1]!.body.proof, s.joins[2]!.body.proof] as { challenge: string; solution: string }[];
+      expect(p1!.challenge).not.toBe(p2!.challenge); // a fresh challenge, solved anew
+      for (const p of [p1!, p2!]) expect(solves(p.challenge, p.solution, DIFFICULTY)).toBe(true);
+      // the worker: the gateway's /pow-worker.js, one per challenge, each let go
+      expect(FakePowWorker.made.map((w) => w.url)).toEqual(['http://gateway.test/pow-worker.js', 'http://gateway.test/pow-worker.js']);
+      expect(FakePowWorker.made.every((w) => w.terminated)).toBe(true);
+      // progress: fetching, solving from 0 with expected 2^difficulty, then joining with the proof, for round 1 and round 2
+      for (const round of [1, 2]) {
+        const r = seen.filter((d) => d.round === round);
+        expect(r[0]).toMatchObject({ kind: 'pow', phase: 'fetching', tried: 0 });
+        expect(r[1]).toMatchObject({ kind: 'pow', phase: 'solving', tried: 0, expected: 2 ** DIFFICULTY, difficulty: DIFFICULTY });
+        expect(r.at(-1)).toMatchObject({ kind: 'pow', phase: 'joining', expected: 2 ** DIFFICULTY });
+        const tried = r.filter((d) => d.phase === 'solving').map((d) => d.tried);
+        for (let i = 1; i < tried.length; i++) expect(tried[i]).toBeGreaterThan(tried[i - 1]!);
+        for (let i = 1; i < r.length; i++) expect(r[i]!.elapsed_ms).toBeGreaterThanOrEqual(r[i - 1]!.elapsed_ms);
+      }
+      s.room.stop();
+    }
+  });
+
+  it('proof of work: expired or used a second time, or any other refusal: a clear error, no more tries', async () => {
+    for (const [refusals, reason, joins] of [
+      [[failed('expired'), failed('expired')], 'expired', 3],
+      [[failed('used'), failed('expired')], 'expired', 3],
+      [[failed('wrong_event')], 'wrong_event', 2],
+    ] as const) {
+      fresh();
+      const s = scripted(() => waiting, { join: gateway([...refusals]), challenge: pow, Worker: FakePowWorker as unknown as typeof Worker });
+      const err = await s.room.start().catch((e: unknown) => e);
+      expect(err).toMatchObject({ name: 'WaitingRoomError', code: 'CHALLENGE_FAILED', status: 403, details: { reason } });
+      expect(s.joins).toHaveLength(joins);
+      expect(s.calls.filter((c) => c.includes('/challenge'))).toHaveLength(joins - 1);
+      expect(s.room.state).toBe('idle');
+      expect(s.room.challenge).toBeUndefined();
+      expect(s.room.token).toBeUndefined();
+      await sleep(100);
+      expect(s.joins).toHaveLength(joins); // and nothing more
+      s.room.stop();
+    }
+  });
+
+  it('proof of work where no worker can run: CHALLENGE_UNSUPPORTED (no Worker, or the script does not load)', async () => {
+    fresh();
+    const none = scripted(() => waiting, { join: gateway([]), challenge: pow, Worker: null });
+    await expect(none.room.start()).rejects.toMatchObject({ code: 'CHALLENGE_UNSUPPORTED', details: { kind: 'pow' } });
+    expect(none.joins).toHaveLength(1);
+    FakePowWorker.fail = 'load';
+    const broken = scripted(() => waiting, { join: gateway([]), challenge: pow, Worker: FakePowWorker as unknown as typeof Worker });
+    await expect(broken.room.start()).rejects.toMatchObject({ code: 'CHALLENGE_UNSUPPORTED', message: expect.stringContaining('/pow-worker.js') as unknown });
+    expect(broken.joins).toHaveLength(1);
+    expect(FakePowWorker.made[0]!.terminated).toBe(true);
+  });
+
+  it('stop() while solving lets the worker go and joins nothing', async () => {
+    fresh();
+    FakePowWorker.fail = 'silent';
+    const s = scripted(() => waiting, { join: gateway([]), challenge: pow, Worker: FakePowWorker as unknown as typeof Worker });
+    const started = s.room.start();
+    await waitUntil(() => s.room.challenge?.phase === 'solving', 1000);
+    s.room.stop();
+    await started;
+    expect(FakePowWorker.made[0]!.terminated).toBe(true);
+    expect(s.joins).toHaveLength(1);
+  });
+
+  it('a scheduled sale: the proof a join carried before the line opened is carried again, not solved anew', async () => {
+    fresh();
+    let opened = false;
+    const join = gateway([]);
+    const s = scripted(() => waiting, { join: (b) => (b.proof && !opened ? ((opened = true), notOpen('1')) : join(b)), challenge: pow, Worker: FakePowWorker as unknown as typeof Worker });
+    await s.room.start();
+    expect(s.room.state).toBe('scheduled');
+    await waitUntil(() => s.room.state === 'waiting', 3000);
+    expect(s.joins.map((j) => !!j.body.proof)).toEqual([false, true, true]);
+    expect(s.joins[2]!.body.proof).toEqual(s.joins[1]!.body.proof);
+    expect(s.calls.filter((c) => c.includes('/challenge'))).toHaveLength(1);
+    s.room.stop();
+  });
+
+  it("external: the site's getChallengeToken gives the token, the join carries {token}; refused as used: one fresh token", async () => {
+    const asked: string[] = [];
+    let n = 0;
+    const tokens: string[] = [];
+    const s = scripted(() => waiting, {
+      join: (b) => {
+        const p = b.proof as { token?: string } | undefined;
+        if (!p) return required('external');
+        tokens.push(p.token ?? '');
+        return tokens.length === 1 ? failed('used') : accepted;
+      },
+      getChallengeToken: async (eventId) => {
+        asked.push(eventId);
+        await sleep(5);
+        return `site-token-${++n}`;
+      },
+    });
+    const seen: ChallengeDetail[] = [];
+    s.room.addEventListener('challenge', (e) => seen.push(e.detail));
+    await s.room.start();
+    expect(s.room.state).toBe('waiting');
+    expect(asked).toEqual(['ev', 'ev']);
+    expect(tokens).toEqual(['site-token-1', 'site-token-2']);
+    expect(s.joins.map((j) => j.body.proof)).toEqual([undefined, { token: 'site-token-1' }, { token: 'site-token-2' }]);
+    expect(new Set(s.joins.map((j) => j.key)).size).toBe(1);
+    expect(s.calls.filter((c) => c.includes('/challenge'))).toEqual([]); // nothing to fetch for an external challenge
+    expect(seen.map((d) => `${d.round}:${d.kind}:${d.phase}`)).toEqual(['1:external:verifying', '1:external:joining', '2:external:verifying', '2:external:joining']);
+    s.room.stop();
+  });
+
+  it('external without a hook: CHALLENGE_REQUIRED (kind external), nothing more; a hook that fails: CHALLENGE_NOT_SOLVED; a token rejected by the verifier: CHALLENGE_FAILED', async () => {
+    const bare = scripted(() => waiting, { join: () => required('external') });
+    await expect(bare.room.start()).rejects.toMatchObject({ code: 'CHALLENGE_REQUIRED', status: 428, details: { kind: 'external' }, message: expect.stringContaining('getChallengeToken') as unknown });
+    expect(bare.joins).toHaveLength(1);
+    expect(bare.room.state).toBe('idle');
+
+    const failing = scripted(() => waiting, { join: () => required('external'), getChallengeToken: () => Promise.reject(new Error('widget closed')) });
+    await expect(failing.room.start()).rejects.toMatchObject({ code: 'CHALLENGE_NOT_SOLVED', message: expect.stringContaining('widget closed') as unknown });
+    expect(failing.joins).toHaveLength(1);
+
+    let calls = 0;
+    const rejected = scripted(() => waiting, { join: (b) => (b.proof ? failed('rejected') : required('external')), getChallengeToken: async () => `t${++calls}` });
+    await expect(rejected.room.start()).rejects.toMatchObject({ code: 'CHALLENGE_FAILED', details: { reason: 'rejected' } });
+    expect(rejected.joins).toHaveLength(2);
+    expect(calls).toBe(1);
   });
 });
 

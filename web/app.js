@@ -129,7 +129,19 @@ const endReasonKey = (reason) => `end_reason.${END_REASONS.includes(reason) ? re
 /** paused and closed stop admissions (the pre-queue does not count as paused) */
 const stopsAdmissions = (s) => s === 'paused' || s === 'closed';
 
-const JOIN_ERRORS = ['EVENT_CLOSED', 'EVENT_NOT_FOUND', 'SIGN_IN_REQUIRED', 'UNAUTHORIZED', 'FORBIDDEN', 'INVALID_REQUEST'];
+const JOIN_ERRORS = [
+  'EVENT_CLOSED',
+  'EVENT_NOT_FOUND',
+  'SIGN_IN_REQUIRED',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
+  'INVALID_REQUEST',
+  // the join challenge (the client library's codes and the gateway's)
+  'CHALLENGE_FAILED',
+  'CHALLENGE_REQUIRED',
+  'CHALLENGE_UNSUPPORTED',
+  'CHALLENGE_NOT_SOLVED',
+];
 
 /** The catalogue key and params that explain a refused join. */
 function joinError(err) {
@@ -281,7 +293,7 @@ let config = { target_url: '', dev_tokens: false };
 /** the event's access and target (GET /api/v1/events/<id>) */
 let event = { access: 'user', target_url: '' };
 
-const VIEWS = ['pick', 'loading', 'scheduled', 'prequeue', 'line', 'ready', 'admitted', 'expired', 'left', 'ended', 'error'];
+const VIEWS = ['pick', 'loading', 'checking', 'scheduled', 'prequeue', 'line', 'ready', 'admitted', 'expired', 'left', 'ended', 'error'];
 /** views that show the operator's message */
 const NOTICE_VIEWS = ['scheduled', 'prequeue', 'line', 'ready', 'ended'];
 
@@ -334,6 +346,12 @@ function render() {
   if (!client) return;
   const st = client.state;
   ui.rendered = st;
+  // the browser check before the join (a join challenge): while the client solves it
+  if ((st === 'idle' || st === 'scheduled') && client.challenge && !ui.joinError) {
+    renderChecking();
+    showView('checking', 'checking');
+    return;
+  }
   if (st === 'scheduled') {
     renderScheduled();
     showView('scheduled', 'scheduled');
@@ -396,6 +414,27 @@ function renderLine() {
   // a place that came through the pre-queue: say it was drawn (the receipt stays below, small)
   $('drawn-note').hidden = !client.receipt;
   renderProgress(p.position);
+}
+
+// ---------------------------------------------------------------------------
+// the browser check: a proof of work solved before the join
+
+/**
+ * Tries over the expected number of tries (2^difficulty), held at 95 % until
+ * solved: the number of tries is a matter of luck, so the bar may not claim
+ * to be done before it is.
+ */
+function renderChecking() {
+  const c = client.challenge;
+  if (!c) return;
+  $('checking-progress').parentElement.hidden = c.kind !== 'pow';
+  const done = c.phase === 'joining';
+  const frac = done ? 1 : c.expected > 0 ? Math.min(0.95, c.tried / c.expected) : 0;
+  const pct = Math.round(frac * 100);
+  const bar = $('checking-progress');
+  bar.setAttribute('aria-valuenow', String(pct));
+  bar.setAttribute('aria-valuetext', t('checking.progress_value', { percent: formatPercent(pct / 100) }));
+  $('checking-fill').style.transform = `scaleX(${frac})`;
 }
 
 // ---------------------------------------------------------------------------
@@ -700,6 +739,8 @@ function createClient() {
   // language) is the word from then on; a client library without messages
   // simply never sends it, and the page keeps what GET /api/v1/events/<id> said.
   client.addEventListener('notice', setNotice);
+  // the browser check before the join: each phase and the solver's progress
+  client.addEventListener('challenge', () => render());
   if (typeof client.notice !== 'undefined' && client.notice !== null) setNotice(client.notice);
 }
 

@@ -20,6 +20,13 @@
 // draw and carry the entry receipt); at the draw 'drawn' and then 'position'
 // as usual. When the operator ends the event ('ended' event) it stops for
 // good.
+//
+// An event that asks for a join challenge (docs/PROTOCOL.md, "Join
+// challenges"): a join answered 428 CHALLENGE_REQUIRED is made again with a
+// proof. Proof of work: the client fetches a challenge, solves it in a Web
+// Worker (web/pow-worker.js, `powWorkerUrl`) and reports its progress as
+// 'challenge' events; external: the site's `getChallengeToken` hook gives
+// the verifier's token. A proof refused as expired or used is replaced once.
 
 // ---------------------------------------------------------------------------
 // Wire types: the WebSocket protocol is declared once, in src/protocol/wire.ts
@@ -164,6 +171,31 @@ export interface ConnectionDetail {
   /** while polling: the interval the server asked for */
   poll_interval_ms?: number;
 }
+/**
+ * A join challenge in progress (the join answered 428 CHALLENGE_REQUIRED).
+ * Proof of work: `tried` of about `expected` (2^difficulty) tries; solving
+ * takes a geometric number of tries, so `tried` may pass `expected` (show it
+ * capped). The state stays `idle` (or `scheduled`) meanwhile: `room.challenge`.
+ */
+export interface ChallengeDetail {
+  kind: 'pow' | 'external';
+  /**
+   * fetching: asking the gateway for a puzzle; solving: the worker is at it;
+   * verifying: the site's getChallengeToken is running; joining: the proof is
+   * ready and the join carries it
+   */
+  phase: 'fetching' | 'solving' | 'verifying' | 'joining';
+  /** proof of work: tries so far (0 for external) */
+  tried: number;
+  /** proof of work: 2^difficulty, the expected number of tries (0 until known, and for external) */
+  expected: number;
+  /** proof of work: leading zero bits asked for (0 until known, and for external) */
+  difficulty: number;
+  /** ms since this round began */
+  elapsed_ms: number;
+  /** 1; 2 for the one retry with a fresh proof after the first was refused as expired or used */
+  round: number;
+}
 export interface ErrorDetail {
   code: string;
   message: string;
@@ -190,6 +222,8 @@ export interface WaitingRoomEventMap {
   connection: CustomEvent<ConnectionDetail>;
   /** the operator's message changed (null: removed) */
   notice: CustomEvent<OperatorMessage | null>;
+  /** a join challenge in progress: each phase, and the solver's progress (about every 65,536 tries) */
+  challenge: CustomEvent<ChallengeDetail>;
   error: CustomEvent<ErrorDetail>;
 }
 
@@ -209,6 +243,21 @@ export interface WaitingRoomOptions {
   maxBackoffMs?: number;
   fetch?: typeof fetch;
   WebSocket?: typeof WebSocket;
+  /**
+   * The proof-of-work solver (web/pow-worker.js); default `/pow-worker.js` on
+   * the gateway's origin (baseUrl). Browsers start workers from the page's own
+   * origin only: a site on another origin serves a copy itself and names it here.
+   */
+  powWorkerUrl?: string;
+  /** default globalThis.Worker */
+  Worker?: typeof Worker;
+  /**
+   * An event with an external challenge (Turnstile-like): the verifier's
+   * token for `eventId`, from the site's own widget. Called again for a fresh
+   * token when the first is refused as used. Without it such an event cannot
+   * be joined (start() rejects with CHALLENGE_REQUIRED, kind external).
+   */
+  getChallengeToken?: (eventId: string) => Promise<string>;
 }
 
 /** A refusal or failure of start(), enter() or leave(). `code` is the server's code or NETWORK. */
@@ -250,6 +299,10 @@ const SOCKET_ENTER_TIMEOUT_MS = 15_000;
 const WELCOME_TIMEOUT_MS = 10_000;
 /** a scheduled event is asked again at most this far apart (a schedule moved earlier is noticed) */
 const SCHEDULE_RECHECK_MAX_MS = 10 * 60_000;
+/** a solver that has said nothing for this long (it reports every 65,536 tries) is given up */
+const SOLVER_SILENCE_MS = 30_000;
+/** proofs per join: the first, and one fresh one after a refusal as expired or used */
+const PROOF_ROUNDS = 2;
 
 interface HttpResult {
   /** 0: no answer (network failure or timeout) */
@@ -285,6 +338,24 @@ interface StoredAdmission {
 
 /** Socket closed or went quiet before answering an enter: the HTTP route is tried instead. */
 class SocketGone extends Error {}
+
+/** The `proof` of a join: a solved puzzle, or the external verifier's token. */
+interface Proof {
+  challenge?: string;
+  solution?: string;
+  token?: string;
+}
+
+/** What the proof-of-work worker posts (web/pow-worker.js). */
+interface SolverMessage {
+  type?: unknown;
+  tried?: unknown;
+  solution?: unknown;
+}
+
+/** A join challenge that could not be met here: a refusal of start(), status 0 (the server did not refuse). */
+const challengeError = (code: 'CHALLENGE_UNSUPPORTED' | 'CHALLENGE_NOT_SOLVED', message: string, kind: 'pow' | 'external'): WaitingRoomError =>
+  new WaitingRoomError(code, message, 0, { kind });
 
 /** What a join came to: a place (fresh: just made; receipt: in the pre-queue), not open yet, or ended. */
 type JoinOutcome =
@@ -382,6 +453,19 @@ export class WaitingRoomClient extends EventTarget {
   private _ended: EndedDetail | undefined;
   /** the next join attempt of a scheduled event */
   private scheduleTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly powWorkerUrl: string;
+  private readonly WorkerCtor: typeof Worker | undefined;
+  private readonly getChallengeToken: ((eventId: string) => Promise<string>) | undefined;
+  /** the join challenge in progress */
+  private _challenge: ChallengeDetail | undefined;
+  /** stops the solver at work (stop()) */
+  private cancelSolve: (() => void) | undefined;
+  /**
+   * A proof a join carried that was not used up: the join was refused before
+   * the proof counted (the line not open yet). The next attempt carries it
+   * again rather than solving anew; the server says if it has expired.
+   */
+  private spareProof: Proof | undefined;
 
   private running = false;
   /** bumped on stop() and whenever the token changes: async work of an older generation drops its result */
@@ -426,6 +510,9 @@ export class WaitingRoomClient extends EventTarget {
     // window.fetch throws "Illegal invocation" when called unbound
     this.fetchFn = o.fetch ? f : f.bind(globalThis);
     this.WS = o.WebSocket ?? globalThis.WebSocket;
+    this.WorkerCtor = o.Worker ?? globalThis.Worker;
+    this.powWorkerUrl = o.powWorkerUrl ?? `${this.baseUrl}/pow-worker.js`;
+    this.getChallengeToken = o.getChallengeToken;
     const k = `wr:${this.eventId}`;
     this.keys = { token: k, join: `${k}:join-key`, enter: `${k}:enter-key`, admission: `${k}:admission`, receipt: `${k}:receipt` };
   }
@@ -469,6 +556,10 @@ export class WaitingRoomClient extends EventTarget {
   get ending(): EndedDetail | undefined {
     return this._state === 'ended' ? this._ended : undefined;
   }
+  /** While a join challenge is in progress (state `idle`, or `scheduled` when the line opened): how far it is. */
+  get challenge(): ChallengeDetail | undefined {
+    return this._challenge;
+  }
 
   /**
    * Resume the place this browser holds for the event (any tab may have taken
@@ -479,6 +570,14 @@ export class WaitingRoomClient extends EventTarget {
    * Resolves in state `scheduled` when the event's line is not open yet (the
    * client then joins by itself when it opens: a later refusal is a
    * 'refused' event), and in state `ended` when the event has ended.
+   *
+   * An event with a join challenge is met on the way ('challenge' events).
+   * Its refusals: CHALLENGE_FAILED (the server's, `details.reason`: invalid,
+   * wrong_event, insufficient, rejected; or expired / used again after one
+   * fresh proof), CHALLENGE_REQUIRED (kind external and no getChallengeToken),
+   * CHALLENGE_UNSUPPORTED (the solver could not run here: no Web Worker, or
+   * the worker script did not load), CHALLENGE_NOT_SOLVED (getChallengeToken
+   * failed, or the solver stopped answering).
    */
   start(): Promise<void> {
     if (this.starting) return this.starting;
@@ -531,6 +630,7 @@ export class WaitingRoomClient extends EventTarget {
   stop(): void {
     this.running = false;
     this.gen++;
+    this.cancelSolve?.();
     this.stopTransport();
     this.unlisten();
     this.starting = undefined;
@@ -650,7 +750,25 @@ export class WaitingRoomClient extends EventTarget {
   }
 
   private async joinOnce(gen: number): Promise<JoinOutcome | undefined> {
+    try {
+      return await this.joinWithProof(gen);
+    } finally {
+      this._challenge = undefined;
+    }
+  }
+
+  /**
+   * The join: without a proof at first (the public event does not say whether
+   * it asks for one); answered 428 CHALLENGE_REQUIRED, again with one, under
+   * the same Idempotency-Key. A proof refused as expired or used (a challenge
+   * solved too slowly, or a join replayed) is replaced once; any other refusal
+   * ends it. Transient failures are retried with the same proof.
+   */
+  private async joinWithProof(gen: number): Promise<JoinOutcome | undefined> {
     let rotated = false;
+    let proof = this.spareProof;
+    this.spareProof = undefined;
+    let rounds = 0;
     for (let attempt = 0; ; attempt++) {
       // another tab may have joined while we waited for the lock
       const existing = this.read(this.keys.token);
@@ -661,7 +779,7 @@ export class WaitingRoomClient extends EventTarget {
         this.write(this.keys.join, key);
       }
       const headers: Record<string, string> = { 'Idempotency-Key': key, ...(await this.authHeader()) };
-      const r = await this.request('POST', '/api/v1/queue/join', { event_id: this.eventId }, headers);
+      const r = await this.request('POST', '/api/v1/queue/join', proof ? { event_id: this.eventId, proof } : { event_id: this.eventId }, headers);
       if (gen !== this.gen) return undefined;
       if (r.status === 202 && isObject(r.body) && typeof r.body.waiting_token === 'string') {
         const b = r.body as unknown as JoinResponse;
@@ -669,7 +787,18 @@ export class WaitingRoomClient extends EventTarget {
         return { token: b.waiting_token, fresh: true, ...(b.status === 'prequeue' && typeof b.receipt === 'string' ? { receipt: b.receipt } : {}) };
       }
       const err = errorOf(r);
+      const reason = err.details.reason;
+      if (err.code === 'CHALLENGE_REQUIRED' || (err.code === 'CHALLENGE_FAILED' && proof && (reason === 'expired' || reason === 'used'))) {
+        if (rounds >= PROOF_ROUNDS) throw err;
+        const kind = err.details.kind === 'external' || (err.code === 'CHALLENGE_FAILED' && proof?.token !== undefined) ? 'external' : 'pow';
+        const got = await this.obtainProof(kind, ++rounds, gen);
+        if (!got || gen !== this.gen) return undefined;
+        proof = got.proof;
+        continue;
+      }
       if (err.code === 'EVENT_NOT_OPEN') {
+        // refused before the proof counted: the next attempt carries it again
+        this.spareProof = proof;
         const d = err.details;
         return {
           scheduled: {
@@ -706,6 +835,135 @@ export class WaitingRoomClient extends EventTarget {
       }
       throw err;
     }
+  }
+
+  // -------------------------------------------------------------------------
+  // join challenges
+
+  /**
+   * A proof for a join the event refused without one (or refused as expired
+   * or used). Undefined: stopped meanwhile. `proof` undefined: the event asks
+   * for none any more (its challenge was turned off).
+   */
+  private async obtainProof(kind: 'pow' | 'external', round: number, gen: number): Promise<{ proof: Proof | undefined } | undefined> {
+    const began = Date.now();
+    const report = (d: Omit<ChallengeDetail, 'elapsed_ms' | 'round'>): void => {
+      this._challenge = { ...d, elapsed_ms: Date.now() - began, round };
+      this.emit('challenge', this._challenge);
+    };
+    if (kind === 'external') return this.externalProof(gen, report);
+    report({ kind: 'pow', phase: 'fetching', tried: 0, expected: 0, difficulty: 0 });
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.request('GET', `/api/v1/queue/challenge?event=${encodeURIComponent(this.eventId)}`);
+      if (gen !== this.gen) return undefined;
+      if (r.status === 200 && isObject(r.body)) {
+        const c = r.body;
+        if (c.kind === 'none') return { proof: undefined };
+        if (c.kind === 'external') return this.externalProof(gen, report);
+        const difficulty = c.difficulty;
+        if (c.kind !== 'pow' || c.algorithm !== 'sha256-leading-zero-bits' || typeof c.challenge !== 'string' || typeof difficulty !== 'number' || !Number.isInteger(difficulty) || difficulty < 0 || difficulty > 64) {
+          throw challengeError('CHALLENGE_UNSUPPORTED', `this client cannot solve the event's challenge (${String(c.kind)}, ${String(c.algorithm)})`, 'pow');
+        }
+        const expected = 2 ** difficulty;
+        report({ kind: 'pow', phase: 'solving', tried: 0, expected, difficulty });
+        const solved = await this.solvePow(c.challenge, difficulty, gen, (tried) => report({ kind: 'pow', phase: 'solving', tried, expected, difficulty }));
+        if (!solved || gen !== this.gen) return undefined;
+        report({ kind: 'pow', phase: 'joining', tried: solved.tried, expected, difficulty });
+        return { proof: { challenge: c.challenge, solution: solved.solution } };
+      }
+      const err = errorOf(r);
+      if (r.status === 0 || r.status === 429 || r.status >= 500) {
+        this.emit('error', { code: err.code, message: err.message, status: r.status });
+        await sleep(r.retryAfterMs ?? this.backoff(Math.min(attempt, 6)));
+        if (gen !== this.gen) return undefined;
+        continue;
+      }
+      throw err;
+    }
+  }
+
+  /** The site's token for an event with an external challenge. */
+  private async externalProof(gen: number, report: (d: Omit<ChallengeDetail, 'elapsed_ms' | 'round'>) => void): Promise<{ proof: Proof } | undefined> {
+    const hook = this.getChallengeToken;
+    if (!hook) {
+      throw new WaitingRoomError('CHALLENGE_REQUIRED', 'this event asks for a token from an external challenge, and this page has no getChallengeToken to get one', 428, { kind: 'external' });
+    }
+    report({ kind: 'external', phase: 'verifying', tried: 0, expected: 0, difficulty: 0 });
+    let token: unknown;
+    try {
+      token = await hook(this.eventId);
+    } catch (err) {
+      if (gen !== this.gen) return undefined;
+      throw challengeError('CHALLENGE_NOT_SOLVED', `the external challenge failed: ${err instanceof Error ? err.message : String(err)}`, 'external');
+    }
+    if (gen !== this.gen) return undefined;
+    if (typeof token !== 'string' || token === '') throw challengeError('CHALLENGE_NOT_SOLVED', 'the external challenge gave no token', 'external');
+    report({ kind: 'external', phase: 'joining', tried: 0, expected: 0, difficulty: 0 });
+    return { proof: { token } };
+  }
+
+  /**
+   * Solve a proof-of-work puzzle in the worker (off the main thread).
+   * Undefined: stopped (stop(), or a newer generation). Rejects with
+   * CHALLENGE_UNSUPPORTED when no worker can run here, CHALLENGE_NOT_SOLVED
+   * when it stops answering.
+   */
+  private solvePow(challenge: string, difficulty: number, gen: number, progress: (tried: number) => void): Promise<{ solution: string; tried: number } | undefined> {
+    const W = this.WorkerCtor;
+    if (!W) return Promise.reject(challengeError('CHALLENGE_UNSUPPORTED', 'this browser cannot run the proof-of-work solver (no Web Workers)', 'pow'));
+    let worker: Worker;
+    try {
+      worker = new W(this.powWorkerUrl);
+    } catch (err) {
+      // another origin's script (browsers start workers from the page's origin only), or a refused URL
+      return Promise.reject(challengeError('CHALLENGE_UNSUPPORTED', `the proof-of-work solver ${this.powWorkerUrl} could not be started: ${err instanceof Error ? err.message : String(err)}`, 'pow'));
+    }
+    return new Promise((resolve, reject) => {
+      let watchdog: ReturnType<typeof setTimeout> | undefined;
+      const done = (): void => {
+        clearTimeout(watchdog);
+        worker.onmessage = null;
+        worker.onerror = null;
+        worker.terminate();
+        if (this.cancelSolve === cancel) this.cancelSolve = undefined;
+      };
+      const cancel = (): void => {
+        done();
+        resolve(undefined);
+      };
+      const quiet = (): void => {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => {
+          done();
+          reject(challengeError('CHALLENGE_NOT_SOLVED', `the proof-of-work solver stopped answering (${SOLVER_SILENCE_MS / 1000} s)`, 'pow'));
+        }, SOLVER_SILENCE_MS);
+      };
+      this.cancelSolve?.();
+      this.cancelSolve = cancel;
+      worker.onmessage = (ev: MessageEvent<SolverMessage>) => {
+        if (gen !== this.gen) return cancel();
+        const m = isObject(ev.data) ? ev.data : {};
+        const tried = typeof m.tried === 'number' ? m.tried : 0;
+        if (m.type === 'progress') {
+          quiet();
+          progress(tried);
+        } else if (m.type === 'solved' && typeof m.solution === 'string') {
+          done();
+          resolve({ solution: m.solution, tried });
+        } else {
+          done();
+          reject(challengeError('CHALLENGE_NOT_SOLVED', `the proof-of-work solver answered ${String(m.type)}`, 'pow'));
+        }
+      };
+      worker.onerror = (ev: ErrorEvent) => {
+        ev.preventDefault?.();
+        done();
+        // a script that did not load (404, a refused URL) or failed to run
+        reject(challengeError('CHALLENGE_UNSUPPORTED', `the proof-of-work solver ${this.powWorkerUrl} failed${ev.message ? `: ${ev.message}` : ' to load'}`, 'pow'));
+      };
+      quiet();
+      worker.postMessage({ challenge, difficulty });
+    });
   }
 
   // -------------------------------------------------------------------------

@@ -15,7 +15,9 @@ import type { Logger } from '../log.js';
 // says when (and reloads itself, offering the join once it is open); in the
 // pre-queue it shows when places are drawn, that arriving early does not
 // help, and the entry receipt; when the sale ended it says why, with the
-// operator's message. It is a thin HTML view over the queue routes'
+// operator's message. A sale that asks for a join challenge (its join
+// answers 428 CHALLENGE_REQUIRED) cannot be joined without script: the page
+// says so and links to the page with JavaScript, which solves it. It is a thin HTML view over the queue routes'
 // own handlers (join, status, enter, leave, the public event), called
 // directly, so it has no rules of its own.
 //
@@ -240,6 +242,28 @@ ${v.body}
     });
   };
 
+  /**
+   * The sale asks for a join challenge (a proof of work, or an external
+   * verifier's check), which a page without script cannot meet: say so in
+   * words, and where the page with JavaScript is (for proof of work it solves
+   * the puzzle by itself; an external check comes from the ticket site).
+   */
+  const needsScriptPage = (lang: string, eventId: string, kind: string, notice: Notice | null | undefined): Reply => {
+    const t = (k: string) => cat.t(lang, k);
+    const external = kind === 'external';
+    return page({
+      lang,
+      eventId,
+      notice,
+      status: 428,
+      body: `<section class="view"><h1 data-testid="wait-state" data-state="needs-js" data-kind="${external ? 'external' : 'pow'}">${esc(t('wait.needs_js_title'))}</h1><p data-testid="wait-needs-js">${esc(
+        t(external ? 'wait.needs_js_external' : 'wait.needs_js'),
+      )}</p>${
+        external ? '' : `<p><a class="button primary big" href="/?event=${encodeURIComponent(eventId)}" data-testid="wait-open-page">${esc(t('wait.open_page'))}</a></p>`
+      }</section>`,
+    });
+  };
+
   const joinForm = (lang: string, eventId: string, label: string): string =>
     `<form method="post" action="/wait/join"><input type="hidden" name="event" value="${esc(eventId)}"><input type="hidden" name="lang" value="${esc(lang)}"><button type="submit" class="primary big" data-testid="wait-join">${esc(label)}</button></form>`;
 
@@ -262,6 +286,7 @@ ${v.body}
       return notOpenPage(lang, eventId, x.opens_at, x.starts_at, notice);
     }
     if (err instanceof AppError && eventId && req && err.code === 'EVENT_ENDED') return endedPage(req, lang, eventId, endingOf(err, notice));
+    if (err instanceof AppError && eventId && err.code === 'CHALLENGE_REQUIRED') return needsScriptPage(lang, eventId, String((err.details as { kind?: unknown } | undefined)?.kind ?? 'pow'), notice);
     const text =
       err instanceof AppError
         ? err.code === 'EVENT_NOT_FOUND'
@@ -469,8 +494,9 @@ ${receipt}
           const r = after(lang, eventId);
           return { ...r, headers: { ...r.headers, 'Set-Cookie': setCookie(setCookies) } };
         } catch (err) {
-          // not open yet, or ended: say when, or why (with the operator's message)
-          const notice = err instanceof AppError && (err.code === 'EVENT_NOT_OPEN' || err.code === 'EVENT_ENDED') ? (await eventOf(req, eventId).catch(() => undefined))?.message : undefined;
+          // not open yet, ended, or a challenge this page cannot solve: say when, why or what to do (with the operator's message)
+          const notice =
+            err instanceof AppError && (err.code === 'EVENT_NOT_OPEN' || err.code === 'EVENT_ENDED' || err.code === 'CHALLENGE_REQUIRED') ? (await eventOf(req, eventId).catch(() => undefined))?.message : undefined;
           return errorPage(lang, eventId, err, req, notice);
         }
       },

@@ -250,6 +250,8 @@ export function queueRoutes(d: QueueRouteDeps): AnyRoute[] {
             ...(c.startsMs ? { prequeue_opens_at: isoOrNull(c.prequeueOpensMs), starts_at: isoOrNull(c.startsMs) } : {}),
             ...(c.endsMs ? { ends_at: isoOrNull(c.endsMs) } : {}),
             ...(c.endedMs ? { end_reason: c.endReason, ended_at: isoOrNull(c.endedMs) } : {}),
+            // a page can solve the challenge before it joins (else the join answers 428 first)
+            ...(c.challenge ? { challenge: { kind: c.challenge.kind } } : {}),
           },
         };
       },

@@ -198,6 +198,7 @@ const Schedule = {
   ends_at: Type.Optional(dateTime('when the event ends by itself')),
   end_reason: Type.Optional(Type.String({ description: 'why the event ended: sold_out, cancelled, ends_at, ...' })),
   ended_at: Type.Optional(dateTime('when the event ended')),
+  challenge: Type.Optional(Type.Object({ kind: Type.Union([Type.Literal('pow'), Type.Literal('external')]) }, { description: 'joins need a solved challenge (GET /api/v1/queue/challenge)' })),
 };
 export const PublicEvent = Type.Object({
   event_id: str('the event'),

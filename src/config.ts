@@ -111,7 +111,7 @@ const schema = z.object({
   CHALLENGE_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   CHALLENGE_TTL_SEC: int(10, 3600).default(120),
   /** proof-of-work difficulty (leading zero bits) of an event whose challenge does not set one */
-  CHALLENGE_DEFAULT_DIFFICULTY: int(1, 32).default(20),
+  CHALLENGE_DEFAULT_DIFFICULTY: int(1, 32).default(21),
   /** the external verifier events with challenge {kind: "external"} use: POST {token, event_id, remote_ip} -> {success} */
   CHALLENGE_VERIFY_URL: z.string().url().optional(),
   CHALLENGE_VERIFY_TIMEOUT_MS: int(100, 30_000).default(2000),

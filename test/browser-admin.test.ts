@@ -366,13 +366,13 @@ describe('operator page', () => {
       await ac.locator('.a-ceiling').fill('60');
       await ac.locator('.ac-save').click();
       await waitText(inCard(page, id, 'event-msg'), (t) => t.startsWith('Saved:'), 'saved');
-      expect(await textOf(inCard(page, id, 'event-msg'))).toBe('Saved: adaptive outflow 2–60 per second; no cap on active sessions; join challenge: proof of work · difficulty 20.');
+      expect(await textOf(inCard(page, id, 'event-msg'))).toBe('Saved: adaptive outflow 2–60 per second; no cap on active sessions; join challenge: proof of work · difficulty 21.');
       const changed = await adminGet(id);
       expect(changed.body.adaptive).toEqual({ floor: 2, ceiling: 60, p95_ms: 250, error_share: 0.025 });
       expect(changed.body.max_active_sessions).toBeNull();
-      expect(changed.body.challenge).toEqual({ kind: 'pow', difficulty: 20 }); // CHALLENGE_DEFAULT_DIFFICULTY
+      expect(changed.body.challenge).toEqual({ kind: 'pow', difficulty: 21 }); // CHALLENGE_DEFAULT_DIFFICULTY
       await waitText(inCard(page, id, 'sessions'), (t) => t === 'no cap', 'no cap on the card');
-      expect(await textOf(inCard(page, id, 'challenge'))).toBe('proof of work · difficulty 20');
+      expect(await textOf(inCard(page, id, 'challenge'))).toBe('proof of work · difficulty 21');
       await waitFor('the new ceiling on the chart', async () => ((await chart.locator('text.ref-label').allTextContents()).includes('ceiling 60') ? true : undefined), 10_000, 50);
       await waitText(inCard(page, id, 'adaptive-reason'), (t) => t.startsWith('Last decision: '), 'decisions under the new policy');
 
@@ -384,7 +384,7 @@ describe('operator page', () => {
       await ac.locator('.a-on').uncheck();
       await ac.locator('.ac-save').click();
       await waitText(inCard(page, id, 'event-msg'), (t) => t === 'Saved: adaptive outflow off.', 'adaptive off');
-      expect((await adminGet(id)).body).toMatchObject({ adaptive: null, rate: 20, challenge: { kind: 'pow', difficulty: 20 } });
+      expect((await adminGet(id)).body).toMatchObject({ adaptive: null, rate: 20, challenge: { kind: 'pow', difficulty: 21 } });
       await section.waitFor({ state: 'hidden' });
       expect(problemsOf(page)).toEqual([]);
       expect(elsewhere).toEqual([]);

@@ -57,7 +57,7 @@ beforeAll(async () => {
     }
   }, 15_000, 200);
   prefix = uniquePrefix();
-  gw = await startInProcessGateway(`127.0.0.1:${sentinelPort}`, { REDIS_SENTINEL_MASTER: 'mymaster', REDIS_KEY_PREFIX: prefix, QUEUE_AUTO_CREATE_EVENTS: 'true' });
+  gw = await startInProcessGateway(`127.0.0.1:${sentinelPort}`, { REDIS_SENTINEL_MASTER: 'mymaster', REDIS_KEY_PREFIX: prefix, QUEUE_AUTO_CREATE_EVENTS: 'true', ADMIN_TOKEN: ADMIN });
 }, 60_000);
 afterAll(async () => {
   await gw?.stop();
@@ -67,8 +67,14 @@ afterAll(async () => {
   if (sentinelDir) rmSync(sentinelDir, { recursive: true, force: true });
 });
 
+const ADMIN = 'sentinel-admin-token-0123456789';
+
 describe('Redis Sentinel', () => {
   it('follows the master through a failover; established places are kept', async () => {
+    // paused: nobody is promoted, so every position below is the place itself (an auto-created
+    // open event promoted users whenever the first tick after the failover beat the checks)
+    const put = await call(gw.url, 'PUT', '/api/v1/admin/events/sentinel', { state: 'paused' }, { authorization: `Bearer ${ADMIN}` });
+    expect(put.status, put.text).toBe(201);
     const tokens: string[] = [];
     for (let i = 0; i < 20; i++) {
       const r = await call(gw.url, 'POST', '/api/v1/queue/join', { event_id: 'sentinel' });

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
 import fastJson from 'fast-json-stringify';
 import type { TSchema } from '@sinclair/typebox';
 import { loadUws, type UWS } from '../uws.js';
@@ -137,7 +138,8 @@ class Exchange {
 export class HttpEdge {
   readonly app: UWS.TemplatedApp = loadUws().App();
   private readonly compiled: Compiled[] = [];
-  private readonly ajv = new Ajv({ allErrors: false, strict: false, coerceTypes: false, useDefaults: false, verbose: true });
+  // date-time is checked as RFC 3339 (the schedule's times), not ignored
+  private readonly ajv = addFormats.default(new Ajv({ allErrors: false, strict: false, coerceTypes: false, useDefaults: false, verbose: true }), ['date-time']);
   private readonly adminDigest: Buffer | undefined;
   private readonly originDigests: readonly Buffer[];
   private listenSocket: UWS.us_listen_socket | undefined;

@@ -524,20 +524,19 @@ describe('k8s manifests', () => {
 // ─────────────────── the Redis Cluster reference, for real ───────────────────
 
 function freePortPair(): Promise<number> {
-  // a client port whose cluster-bus port (+10000) is free too
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => {
-        if (port + 10000 > 65535) return resolve(freePortPair());
-        const bus = createServer();
-        bus.once('error', () => resolve(freePortPair()));
-        bus.listen(port + 10000, '127.0.0.1', () => bus.close(() => resolve(port)));
-      });
+  // A client port whose cluster-bus port (+10000) is free too, both below the
+  // kernel's ephemeral range (32768-60999): a port from that range, free when
+  // checked, could be taken as the local port of any outgoing connection of
+  // the tests running alongside before redis-server binds it (seen once: "node
+  // on 36379 did not start"). Below it only explicit binds compete.
+  const port = 20000 + Math.floor(Math.random() * 2700);
+  const free = (p: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
     });
-  });
+  return free(port).then(async (a) => (a && (await free(port + 10000)) ? port : freePortPair()));
 }
 
 const hasRedisCli = spawnSync('redis-cli', ['--version'], { stdio: 'ignore' }).status === 0;

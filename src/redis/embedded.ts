@@ -38,7 +38,22 @@ export interface EmbeddedRedisOptions {
   extraArgs?: string[];
 }
 
+/**
+ * A free port is only free when it is checked: something else (any outgoing
+ * connection takes its local port from the same range) may take it before
+ * redis-server binds it. Then another port is tried, up to five.
+ */
 export async function startEmbeddedRedis(opts: EmbeddedRedisOptions = {}): Promise<EmbeddedRedis> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(opts);
+    } catch (err) {
+      if (opts.port !== undefined || attempt >= 5 || !/Address already in use/i.test((err as Error).message)) throw err;
+    }
+  }
+}
+
+async function startOnce(opts: EmbeddedRedisOptions): Promise<EmbeddedRedis> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
   const dir = mkdtempSync(join(tmpdir(), 'wr-redis-'));
@@ -64,6 +79,7 @@ export async function startEmbeddedRedis(opts: EmbeddedRedisOptions = {}): Promi
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
       reject(new Error(`redis-server exited with code ${code}:\n${output}`));
     });
     const onData = (): void => {

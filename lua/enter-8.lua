@@ -41,7 +41,10 @@ if not s then
   return {S.TOKEN_NOT_FOUND}
 end
 local caller = ARGV[4]
-local ev = redis.call('HMGET', base .. 'cfg', 'access', 'state')
+local ev = redis.call('HMGET', base .. 'cfg', 'access', 'state', 'max_active_sessions')
+if ev[3] then
+  K.active = base .. 'active'
+end
 local access = ev[1] or 'user'
 if access == 'anonymous' then
   caller = ''
@@ -90,5 +93,7 @@ finishUser(K, base, tok, 'a', 'entered', now, false)
 redis.call('HSET', KEYS[1], 'ad', now)
 -- an admitted user holds their session slot (max_active_sessions) until the
 -- admission expires or is used (session-end-1.lua); XX: only when the event counts them
-redis.call('ZADD', base .. 'active', 'XX', now + tonumber(ARGV[6]), tok)
+if K.active then
+  redis.call('ZADD', K.active, 'XX', now + tonumber(ARGV[6]), tok)
+end
 return {S.ADMITTED, rec[3] or '0', now, rec[6] or '0', rec[7] or ''}

@@ -92,6 +92,10 @@ for i, f in ipairs({'adaptive', 'max_active_sessions', 'challenge'}) do
     redis.call('HSET', KEYS[1], f, v)
   end
 end
+if ARGV[17] == 'none' then
+  -- no cap any more: the sessions it counted would be stale if it came back
+  redis.call('DEL', ARGV[1] .. 'active')
+end
 if ARGV[16] ~= '' then
   -- a new policy (or none): the controller starts from the operator's rate, and
   -- its past decisions (made under other bounds) go

@@ -28,7 +28,11 @@ end
 if s == 'l' then
   return {S.LEFT}
 end
-local evState = redis.call('HGET', KEYS[9], 'state')
+local ev = redis.call('HMGET', KEYS[9], 'state', 'max_active_sessions')
+local evState = ev[1]
+if ev[2] then
+  K.active = base .. 'active'
+end
 if evState == 'ended' and (s == 'w' or s == 'p') then
   -- released by the end (the tick marks them in bounded steps)
   return {S.FINISHED, 'x'}

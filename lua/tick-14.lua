@@ -83,6 +83,10 @@ if state == 'prequeue' then
   -- an entrant who goes before the draw leaves the entrant list
   K.entrants = KEYS[13]
 end
+local maxActive = tonumber(cfg[10] or '')
+if maxActive then
+  K.active = KEYS[14]
+end
 local bucketIdx = math.floor(now / 10000)
 
 local expired = {}
@@ -174,7 +178,6 @@ if state == 'open' and waiting > 0 and transition ~= 'drawn' then
   -- 1e-9: repeated fractional refills can land a hair under a whole token
   -- (2.9999999999); flooring that would silently drop an admission.
   local n = math.min(math.floor(tokens + 1e-9), waiting, maxPromote)
-  local maxActive = tonumber(cfg[10] or '')
   if maxActive then
     redis.call('ZREMRANGEBYSCORE', KEYS[14], '-inf', '(' .. now)
     n = math.max(0, math.min(n, maxActive - redis.call('ZCARD', KEYS[14])))

@@ -31,9 +31,11 @@ local function finishUser(K, base, tok, newState, reason, now, wasWaiting)
     -- An admitted user keeps the user_id binding until cleanup so the same
     -- user cannot take a second place; anyone else may join again.
     unbindUser(base, tok, ukey)
-    -- and a session slot (max_active_sessions) is free again; an admitted
-    -- user keeps theirs until the admission expires or is used
-    redis.call('ZREM', base .. 'active', tok)
+    -- and a session slot (K.active: the event has max_active_sessions) is
+    -- free again; an admitted user keeps theirs until the admission expires or is used
+    if K.active then
+      redis.call('ZREM', K.active, tok)
+    end
   end
   if wasWaiting then
     redis.call('HINCRBY', K.hist, 'a:' .. math.floor(now / 10000), 1)

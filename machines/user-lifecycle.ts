@@ -33,7 +33,10 @@ export interface UserInput {
   readonly clockOffsetMs: number;
   /** sockets open at creation (0 for a user attached by an HTTP poll) */
   readonly sockets: number;
-  readonly onDetached: () => void;
+  /** the user's waiting token, handed to onDetached */
+  readonly token: string;
+  /** called with the token when the reconnect grace ran out; one function for a whole room, not a closure per user */
+  readonly onDetached: (token: string) => void;
 }
 
 export interface UserContext extends UserInput {
@@ -72,12 +75,31 @@ export const outcomeOf = (reason: ExitReason): 'admitted' | 'left' | 'expired' |
   reason === 'entered' ? 'admitted' : reason === 'left' ? 'left' : reason === 'ended' ? 'ended' : 'expired';
 const finalFor = outcomeOf;
 
+/**
+ * The context, written out field by field. A spread (`{ ...input }`) gave
+ * every user's context a hidden class of its own in the gateway (V8 clones
+ * the source's map when the field representations differ: about 300 bytes
+ * of map, descriptors and enum cache per user, bench/heap-diff.ts).
+ */
+function contextOf(input: UserInput): UserContext {
+  return {
+    state: input.state,
+    readyDeadlineMs: input.readyDeadlineMs,
+    reconnectGraceMs: input.reconnectGraceMs,
+    clockOffsetMs: input.clockOffsetMs,
+    sockets: input.sockets,
+    token: input.token,
+    onDetached: input.onDetached,
+    exitReason: undefined,
+  };
+}
+
 export const userLifecycle = createMachine(
   {
     id: 'user',
     types: {} as { context: UserContext; events: UserEvent; input: UserInput },
     type: 'parallel',
-    context: ({ input }) => ({ ...input, exitReason: undefined }),
+    context: ({ input }) => contextOf(input),
     states: {
       lifecycle: {
         initial: 'boot',
@@ -142,7 +164,7 @@ export const userLifecycle = createMachine(
             after: { reconnectGrace: 'detached' },
             on: { SOCKET_OPENED: { target: 'connected', actions: assign({ sockets: 1 }) } },
           },
-          detached: { type: 'final', entry: ({ context }) => context.onDetached() },
+          detached: { type: 'final', entry: ({ context }) => context.onDetached(context.token) },
         },
       },
     },
@@ -193,11 +215,28 @@ export function startUserActor(input: UserInput): UserActor {
     // user who is ready already (a ready-window timer) starts through `boot` as before.
     const snapshot = userLifecycle.resolveState({
       value: { lifecycle: input.state, connection: input.sockets > 0 ? 'connected' : 'polling' },
-      context: { ...input, exitReason: undefined },
+      context: contextOf(input),
     });
-    return createActor(userLifecycle, { snapshot, input, parent: group }).start();
+    return shed(createActor(userLifecycle, { snapshot, input, parent: group }).start());
   }
-  return createActor(userLifecycle, { input, parent: group }).start();
+  return shed(createActor(userLifecycle, { input, parent: group }).start());
+}
+
+/**
+ * What a started actor keeps of its creation options. XState's Actor holds
+ * the options it was created with for its whole life, and reads only
+ * `devTools` from them after start (Actor.attachDevTools; `input` and
+ * `snapshot` are read in the constructor and in start()). Kept, they pin the
+ * first snapshot (state value, children, history, tags set) and an options
+ * object with a hidden class of its own (XState's `{ ...defaultOptions,
+ * ...options }`): about 1.3 KB per waiting user (bench/heap-diff.ts on a
+ * gateway holding 15,000 sockets). test/machine.test.ts checks an actor
+ * behaves the same either way.
+ */
+const STARTED_OPTIONS: Readonly<{ devTools: false }> = Object.freeze({ devTools: false });
+function shed<A extends { options: object }>(actor: A): A {
+  actor.options = STARTED_OPTIONS;
+  return actor;
 }
 
 /** Stop a user's actor (its timers go with it); its group's parent does it. */

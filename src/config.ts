@@ -15,6 +15,13 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   SERVER_HOST: z.string().min(1).default('0.0.0.0'),
   SERVER_PORT: int(0, 65535).default(8000),
+  /**
+   * Listening sockets on the port (SO_REUSEPORT). uWebSockets.js fixes each
+   * one's accept queue at 512: a reconnect storm's SYNs beyond it are dropped
+   * by the kernel and retried by the clients 1, 3, 7 s later. Eight give the
+   * 4,096 of the kernel's default somaxconn. Port 0 gets one.
+   */
+  SERVER_LISTEN_SOCKETS: int(1, 64).default(8),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** auto: readable lines on a terminal, JSON otherwise (log collectors read JSON) */
   LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
@@ -125,7 +132,7 @@ export type RawEnv = z.infer<typeof schema>;
 export interface Config {
   readonly env: RawEnv['NODE_ENV'];
   readonly instanceId: string;
-  readonly server: { readonly host: string; readonly port: number; readonly maxBodyBytes: number };
+  readonly server: { readonly host: string; readonly port: number; readonly listenSockets: number; readonly maxBodyBytes: number };
   readonly logLevel: RawEnv['LOG_LEVEL'];
   readonly logFormat: RawEnv['LOG_FORMAT'];
   readonly redis: {
@@ -324,7 +331,7 @@ function toConfig(e: RawEnv, d: Derived): Config {
   return {
     env: e.NODE_ENV,
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
-    server: { host: e.SERVER_HOST, port: e.SERVER_PORT, maxBodyBytes: e.HTTP_MAX_BODY_BYTES },
+    server: { host: e.SERVER_HOST, port: e.SERVER_PORT, listenSockets: e.SERVER_LISTEN_SOCKETS, maxBodyBytes: e.HTTP_MAX_BODY_BYTES },
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     redis: {

@@ -372,7 +372,7 @@ class EdgePart implements Part {
   }
 
   async start(): Promise<void> {
-    this.port = await this.http.listen(this.config.server.host, this.config.server.port);
+    this.port = await this.http.listen(this.config.server.host, this.config.server.port, this.config.server.listenSockets);
   }
 
   /** readiness 503 (the load balancer stops sending), no new connections; requests in flight finish (bounded) */

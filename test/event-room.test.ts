@@ -63,17 +63,17 @@ const ranks = (r: EventRoom): Record<number, number> => Object.fromEntries([...r
 describe('event room ranks', () => {
   it('exits in tick messages move everyone behind them up, and a late read is corrected by exits it missed', () => {
     const r = room();
-    for (let seq = 1; seq <= 5; seq++) r.add(snap(seq, seq - 1, 0), [], () => undefined);
+    for (let seq = 1; seq <= 5; seq++) r.add(snap(seq, seq - 1, 0), []);
     r.applyTick(tick(1, [[1, 2, 'left']]));
     expect(ranks(r)).toEqual({ 1: 0, 3: 1, 4: 2, 5: 3 });
     // user 6 was read at exit 0 (before seq 2 left): rank 5 in that read, 4 now
-    r.add(snap(6, 5, 0), [], () => undefined);
+    r.add(snap(6, 5, 0), []);
     expect(ranks(r)[6]).toBe(4);
   });
 
   it('a resync read that predates exits applied while it was in flight does not undo them', () => {
     const r = room();
-    for (let seq = 1; seq <= 5; seq++) r.add(snap(seq, seq - 1, 0), [], () => undefined);
+    for (let seq = 1; seq <= 5; seq++) r.add(snap(seq, seq - 1, 0), []);
     r.applyTick(tick(1, [[1, 1, 'left']]));
     // a gap: exit 2 was lost, exit 3 (seq 3) arrives; the room asks Redis for exact ranks
     r.applyTick(tick(3, [[3, 3, 'left']]));
@@ -85,7 +85,7 @@ describe('event room ranks', () => {
     expect(ranks(r)[5]).toBe(0);
     // and an exit still in flight that the read already reflects is not applied twice
     const late = room();
-    for (let seq = 1; seq <= 3; seq++) late.add(snap(seq, seq - 1, 0), [], () => undefined);
+    for (let seq = 1; seq <= 3; seq++) late.add(snap(seq, seq - 1, 0), []);
     late.applyRanks(['ev.t3'], 1, [1]); // read at exit 1 (seq 1 left)
     late.applyTick(tick(1, [[1, 1, 'left']]));
     expect(ranks(late)[3]).toBe(1);
@@ -95,7 +95,7 @@ describe('event room ranks', () => {
 describe('user actors', () => {
   it('share actor systems in groups, and removing users stops their actors and cancels their timers', () => {
     const r = room();
-    const users = Array.from({ length: 600 }, (_, i) => r.add(snap(i + 1, i, 0), [i + 1], () => undefined));
+    const users = Array.from({ length: 600 }, (_, i) => r.add(snap(i + 1, i, 0), [i + 1]));
     // the last socket closed: each actor runs its reconnect-grace timer
     for (const u of users) r.drive(u, { type: 'SOCKET_CLOSED' });
     const systems = new Set(users.map((u) => u.actor.system));
@@ -115,7 +115,7 @@ describe('user actor creation', () => {
     const { createActor } = await import('xstate');
     const { userLifecycle, startUserActor, stopUserActor } = await import('../machines/user-lifecycle.js');
     for (const sockets of [0, 1, 2]) {
-      const input = { state: 'waiting' as const, readyDeadlineMs: 0, reconnectGraceMs: 20, clockOffsetMs: 0, sockets, onDetached: () => undefined };
+      const input = { state: 'waiting' as const, readyDeadlineMs: 0, reconnectGraceMs: 20, clockOffsetMs: 0, sockets, token: 't', onDetached: () => undefined };
       const direct = startUserActor(input);
       const booted = createActor(userLifecycle, { input }).start();
       expect(direct.getSnapshot().value).toEqual(booted.getSnapshot().value);
@@ -131,6 +131,30 @@ describe('user actor creation', () => {
       expect(direct.getSnapshot().value).toEqual(booted.getSnapshot().value);
       stopUserActor(direct);
       booted.stop();
+    }
+  });
+
+  it('a started actor lets go of its creation options (initial snapshot, input) and behaves as one that keeps them, timers included', async () => {
+    const { createActor } = await import('xstate');
+    const { userLifecycle, startUserActor, stopUserActor } = await import('../machines/user-lifecycle.js');
+    for (const state of ['waiting', 'prequeue', 'ready'] as const) {
+      const input = { state, readyDeadlineMs: Date.now() + 40, reconnectGraceMs: 20, clockOffsetMs: 0, sockets: 1, token: 't', onDetached: () => undefined };
+      const lean = startUserActor(input);
+      const kept = createActor(userLifecycle, { input }).start();
+      expect(Object.keys((lean as unknown as { options: object }).options)).toEqual(['devTools']);
+      expect(kept.options.input).toBe(input);
+      for (const e of [{ type: 'SOCKET_OPENED' }, { type: 'DRAWN' }, { type: 'SOCKET_CLOSED' }, { type: 'SOCKET_CLOSED' }] as const) {
+        lean.send(e);
+        kept.send(e);
+        expect(lean.getSnapshot().value).toEqual(kept.getSnapshot().value);
+        expect(lean.getSnapshot().context).toEqual(kept.getSnapshot().context);
+      }
+      // the ready window and the reconnect grace both run out in the lean actor as in the other
+      await new Promise((r) => setTimeout(r, 80));
+      expect(lean.getSnapshot().value).toEqual(kept.getSnapshot().value);
+      expect(lean.getSnapshot().status).toBe(kept.getSnapshot().status);
+      stopUserActor(lean);
+      kept.stop();
     }
   });
 });

@@ -142,7 +142,7 @@ export class HttpEdge {
   private readonly ajv = addFormats.default(new Ajv({ allErrors: false, strict: false, coerceTypes: false, useDefaults: false, verbose: true }), ['date-time']);
   private readonly adminDigest: Buffer | undefined;
   private readonly originDigests: readonly Buffer[];
-  private listenSocket: UWS.us_listen_socket | undefined;
+  private listenSockets: UWS.us_listen_socket[] = [];
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
   port = 0;
@@ -257,12 +257,29 @@ export class HttpEdge {
     });
   }
 
-  listen(host: string, port: number): Promise<number> {
+  /**
+   * Listen on host:port with `sockets` listening sockets sharing the port
+   * (uSockets sets SO_REUSEPORT on a fixed port; the kernel spreads new
+   * connections over them). Each has uWS's fixed accept queue of 512, so
+   * several absorb a burst of reconnects that one would drop. Port 0 (any
+   * free port) gets one: the kernel does not share an automatically chosen port.
+   */
+  listen(host: string, port: number, sockets = 1): Promise<number> {
+    const uws = loadUws();
     return new Promise((resolve, reject) => {
       this.app.listen(host, port, (sock) => {
         if (!sock) return reject(new Error(`cannot listen on ${host}:${port} (port in use?)`));
-        this.listenSocket = sock;
-        this.port = loadUws().us_socket_local_port(sock);
+        this.listenSockets.push(sock);
+        this.port = uws.us_socket_local_port(sock);
+        for (let i = 1; i < sockets && port !== 0; i++) {
+          this.app.listen(host, port, (more) => {
+            if (more) this.listenSockets.push(more);
+          });
+        }
+        if (port !== 0 && this.listenSockets.length < sockets) {
+          this.o.log.warn({ port, listening: this.listenSockets.length, wanted: sockets }, 'fewer listening sockets than SERVER_LISTEN_SOCKETS (SO_REUSEPORT refused)');
+        }
+        this.o.log.debug({ port: this.port, listening: this.listenSockets.length }, 'listening');
         resolve(this.port);
       });
     });
@@ -270,10 +287,8 @@ export class HttpEdge {
 
   /** Stop accepting connections, then wait (bounded) for requests in flight. */
   async close(timeoutMs = 10_000): Promise<void> {
-    if (this.listenSocket) {
-      loadUws().us_listen_socket_close(this.listenSocket);
-      this.listenSocket = undefined;
-    }
+    for (const sock of this.listenSockets) loadUws().us_listen_socket_close(sock);
+    this.listenSockets = [];
     if (this.inFlight > 0) {
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, timeoutMs);

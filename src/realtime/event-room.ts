@@ -112,6 +112,13 @@ export class EventRoom {
   emptySince = Date.now();
   /** |ETA first shown - actual wait| of recent promotions of users attached here (seconds), for the operator page */
   readonly accuracy: number[] = [];
+  /** a user's reconnect grace ran out (its actor reached `detached`): the owner lets go of it */
+  onDetached: ((u: LocalUser) => void) | undefined;
+  /** what every user's actor calls when it detaches: one function for the room (a closure per user cost about 100 bytes each) */
+  private readonly detach = (token: string): void => {
+    const u = this.members.get(token);
+    if (u) this.onDetached?.(u);
+  };
   /** set when a gap in exit sequence numbers shows a lost message */
   onResyncNeeded: (() => void) | undefined;
   /** the operator's message as pushed here, and its version (notice_ms; -1 = not known yet) */
@@ -140,7 +147,7 @@ export class EventRoom {
   }
 
   /** A user read from Redis (status script) joins this instance's view. */
-  add(s: StatusSnapshot, sockets: number[], onDetached: (u: LocalUser) => void): LocalUser {
+  add(s: StatusSnapshot, sockets: number[]): LocalUser {
     const existing = this.members.get(s.token);
     if (existing) return existing;
     if (this.lastTickAt === 0) {
@@ -183,7 +190,8 @@ export class EventRoom {
       reconnectGraceMs: this.reconnectGraceMs,
       clockOffsetMs: this.clockOffsetMs,
       sockets: sockets.length,
-      onDetached: () => onDetached(user),
+      token: s.token,
+      onDetached: this.detach,
     });
     project(user);
     this.members.set(user.token, user);

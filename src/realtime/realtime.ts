@@ -111,6 +111,7 @@ export class Realtime {
         });
         room.reconnectGraceMs = this.o.reconnectGraceMs;
         room.onResyncNeeded = () => void this.resync(room);
+        room.onDetached = (u) => this.detached(room, u);
         room.onNoticeChanged = (ms) => void this.fetchNotice(room, ms);
         room.onEnded = () => void this.ended(room);
         await this.broker.subscribe(this.store.keys(eventId).channel, (t: Tick) => room.applyTick(t));
@@ -177,7 +178,7 @@ export class Realtime {
         if (!s) return { ok: false, state: 'unknown', reason: 'unknown token' };
         if (s.state === 'expired' && s.reason === 'ended') return { ok: false, state: 'ended', reason: s.endReason };
         if (s.state !== 'waiting' && s.state !== 'ready' && s.state !== 'prequeue') return { ok: false, state: s.state, reason: s.reason };
-        const user = room.add(s, [], (u) => this.detached(room, u));
+        const user = room.add(s, []);
         if (forSocket) room.holdClaimed(user);
         return { ok: true, room, user };
       })().finally(() => this.attaching.delete(token));
@@ -195,7 +196,7 @@ export class Realtime {
   async adoptOrAttach(s: StatusSnapshot, roomBefore: EventRoom | undefined): Promise<void> {
     // the read that answered the poll claimed it in Redis already
     if (roomBefore && this.rooms.get(s.eventId) === roomBefore) {
-      roomBefore.polled(roomBefore.add(s, [], (x) => this.detached(roomBefore, x)), Date.now(), true);
+      roomBefore.polled(roomBefore.add(s, []), Date.now(), true);
       return;
     }
     const r = await this.attach(s.token, false);

@@ -821,7 +821,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // enters and reservations under way finish; ticks settle; a user far back (past REALTIME_NEAR_FRONT) gets a
     // small move at most 5 s late (docs/PROTOCOL.md, section 7): wait that out before comparing pushes
     for (let i = 0; i < 40 && users.some((u) => u.entering); i++) await sleep(250);
-    await sleep(6500);
+    // Paused stops promotions, not exits: a dropped user's grace can still run out and the sweep
+    // removes them, moving everyone behind. So wait for 6.5 s without any exit (the line's
+    // length unchanged), not 6.5 s after the pause: a run saw a user far back shown one place
+    // behind because an exit came 2 s after the pause and the check 6.5 s after it.
+    {
+      let len = await redis.client.zcard(k.q);
+      let quietSince = Date.now();
+      const deadline = Date.now() + 30_000;
+      while (Date.now() - quietSince < 6500 && Date.now() < deadline) {
+        await sleep(250);
+        const now = await redis.client.zcard(k.q);
+        if (now !== len) {
+          len = now;
+          quietSince = Date.now();
+        }
+      }
+    }
     sh.stopped = true;
 
     // ---- the model, against Redis, what was pushed, and what the backend made

@@ -3,7 +3,10 @@
 // on 'round' reports when each socket saw its position drop; on 'storm' drops
 // every socket at once and reconnects it at once, reporting when each one was
 // welcomed again and with which position.
-import WebSocket from 'ws';
+import { LeanSocket, spread } from './lean-ws.js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+const lag = monitorEventLoopDelay({ resolution: 20 });
+lag.enable();
 
 interface Start {
   kind: 'start';
@@ -14,7 +17,7 @@ interface Start {
 type In = Start | { kind: 'round'; round: number } | { kind: 'storm' } | { kind: 'stop' };
 
 let cfg: Start | undefined;
-let sockets: WebSocket[] = [];
+let sockets: LeanSocket[] = [];
 let pos: number[] = [];
 let round = -1;
 let roundTimes: number[] = [];
@@ -33,12 +36,7 @@ const noteReason = (r: string): void => {
 const send = (m: unknown): void => void process.send?.(m);
 
 function open(i: number, onWelcome: () => void, onFail: () => void): void {
-  const ws = new WebSocket(`${cfg!.url}/api/v1/queue/ws?token=${encodeURIComponent(cfg!.tokens[i]!)}`, ['waiting-room.v1.json'], {
-    localAddress: cfg!.localAddress,
-    perMessageDeflate: false,
-    handshakeTimeout: 10_000,
-  });
-  sockets[i] = ws;
+  const url = new URL(cfg!.url);
   let welcomed = false;
   let failedOnce = false;
   const fail = (): void => {
@@ -46,30 +44,46 @@ function open(i: number, onWelcome: () => void, onFail: () => void): void {
     failedOnce = true;
     onFail();
   };
-  ws.on('error', (err: NodeJS.ErrnoException) => {
-    if (!welcomed && !failedOnce) noteReason(`error ${err.code ?? err.message.slice(0, 40)}`);
+  // the shipped client's limits: 10 s from connect to the welcome (WELCOME_TIMEOUT_MS)
+  const welcomeTimer = setTimeout(() => {
+    if (welcomed || failedOnce) return;
+    noteReason('welcome timeout');
+    ws.terminate();
     fail();
-  });
-  ws.on('close', (code: number) => {
-    closes++;
-    if (!welcomed && !failedOnce) noteReason(`close ${code}`);
-    fail();
-  });
-  ws.on('message', (data: Buffer) => {
-    const msg = JSON.parse(data.toString()) as { type: string; position?: number };
-    if (msg.type === 'welcome') {
-      welcomed = true;
-      pos[i] = msg.position ?? -1;
-      if (storming) {
-        welcomeAt[i] = Date.now();
-        welcomePos[i] = pos[i]!;
-      }
-      onWelcome();
-    } else if (msg.type === 'position' && typeof msg.position === 'number') {
-      if (round >= 0 && roundTimes[i] === 0 && msg.position < roundBase[i]!) roundTimes[i] = Date.now();
-      pos[i] = msg.position;
-    }
-  });
+  }, 10_000);
+  const ws = new LeanSocket(
+    { host: url.hostname, port: Number(url.port), path: `/api/v1/queue/ws?token=${encodeURIComponent(cfg!.tokens[i]!)}`, protocol: 'waiting-room.v1.json', localAddress: spread(cfg!.localAddress, i), handshakeTimeoutMs: 10_000 },
+    {
+      error: (reason) => {
+        clearTimeout(welcomeTimer);
+        if (!welcomed && !failedOnce) noteReason(`error ${reason}`);
+        fail();
+      },
+      close: (code, reason) => {
+        clearTimeout(welcomeTimer);
+        closes++;
+        if (!welcomed && !failedOnce) noteReason(`close ${code} ${reason}`);
+        fail();
+      },
+      message: (text) => {
+        const msg = JSON.parse(text) as { type: string; position?: number };
+        if (msg.type === 'welcome') {
+          clearTimeout(welcomeTimer);
+          welcomed = true;
+          pos[i] = msg.position ?? -1;
+          if (storming) {
+            welcomeAt[i] = Date.now();
+            welcomePos[i] = pos[i]!;
+          }
+          onWelcome();
+        } else if (msg.type === 'position' && typeof msg.position === 'number') {
+          if (round >= 0 && roundTimes[i] === 0 && msg.position < roundBase[i]!) roundTimes[i] = Date.now();
+          pos[i] = msg.position;
+        }
+      },
+    },
+  );
+  sockets[i] = ws;
 }
 
 function connectAll(paced: boolean, done: (welcomed: number, failed: number) => void): void {
@@ -122,7 +136,7 @@ let pumpHook: () => void = () => undefined;
 process.on('message', (m: In) => {
   if (m.kind === 'start') {
     cfg = m;
-    sockets = new Array<WebSocket>(m.tokens.length);
+    sockets = new Array<LeanSocket>(m.tokens.length);
     pos = new Array<number>(m.tokens.length).fill(-1);
     connectAll(true, (welcomed, failed) => send({ kind: 'ready', welcomed, failed, retries, positions: pos }));
   } else if (m.kind === 'round') {
@@ -145,13 +159,15 @@ process.on('message', (m: In) => {
     welcomePos = new Array<number>(sockets.length).fill(-1);
     const before = [...pos];
     const t0 = Date.now();
+    lag.reset();
     for (const ws of sockets) ws.terminate();
     let finished = false;
     const finish = (welcomed: number, failed: number): void => {
       if (finished) return;
       finished = true;
       storming = false;
-      send({ kind: 'storm', t0, welcomed, failed, retries, reasons, welcomeAt, welcomePos, before });
+      send({ kind: 'storm', t0, welcomed, failed, retries, reasons, welcomeAt, welcomePos, before, lagMaxMs: lag.max / 1e6 });
+      console.error(`storm worker ${cfg!.localAddress}: ${cfg!.tokens.length} sockets, event-loop lag max ${(lag.max / 1e6).toFixed(0)} ms`);
     };
     connectAll(false, finish);
     setTimeout(() => finish(welcomeAt.filter((t) => t > 0).length, -1), 60_000);

@@ -139,8 +139,21 @@ export async function runMulti(o: MultiOptions): Promise<Record<string, unknown>
         onceMsg<{ t0: number; welcomed: number; failed: number; retries: number; reasons: Record<string, number>; welcomeAt: number[]; welcomePos: number[]; before: number[] }>(x.w, 'storm'),
       );
       const sent = Date.now();
+      // how long each gateway takes to answer a plain request during the storm: its event loop's delay
+      const probeMax = gws.map(() => 0);
+      let probing = true;
+      const probes = gws.map(async (g, i) => {
+        while (probing) {
+          const t = Date.now();
+          await fetch(`${g.url}/healthz`).catch(() => undefined);
+          probeMax[i] = Math.max(probeMax[i]!, Date.now() - t);
+          await sleep(100);
+        }
+      });
       workers.forEach((x) => x.w.send({ kind: 'storm' }));
       const res = await Promise.all(storms);
+      probing = false;
+      await Promise.all(probes);
       let right = 0;
       let wrong = 0;
       let lastRight = 0;
@@ -172,6 +185,8 @@ export async function runMulti(o: MultiOptions): Promise<Record<string, unknown>
         reconnect_p50_ms: pct(recon, 50),
         reconnect_p99_ms: pct(recon, 99),
         in_line_after: await redis.zcard(q),
+        gateway_probe_max_ms: probeMax,
+        client_lag_max_ms: res.map((r) => Math.round((r as { lagMaxMs?: number }).lagMaxMs ?? 0)),
       };
     }
     return out;

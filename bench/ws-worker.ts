@@ -1,8 +1,9 @@
-import WebSocket from 'ws';
+import { LeanSocket, spread } from './lean-ws.js';
 
 // One load-generator process: holds a share of the sockets from its own
 // loopback source address and reports, per measurement round, when each
-// socket saw its position drop.
+// socket saw its position drop. Sockets are LeanSocket (bench/lean-ws.ts):
+// the generator's own cost stays small beside the gateway's.
 
 interface Start {
   kind: 'start';
@@ -16,7 +17,7 @@ interface Round {
 }
 type In = Start | Round | { kind: 'stop' };
 
-const sockets: WebSocket[] = [];
+const sockets: LeanSocket[] = [];
 const lastPos: number[] = [];
 let round = -1;
 let roundTimes: number[] = [];
@@ -40,37 +41,37 @@ process.on('message', (m: In) => {
       if (welcomed + failed === m.tokens.length) send({ kind: 'ready', welcomed, failed });
       else pump();
     };
+    const url = new URL(m.url);
     const openOne = (i: number): void => {
       const token = m.tokens[i]!;
       let done = false;
-      const ws = new WebSocket(`${m.url}/api/v1/queue/ws?token=${encodeURIComponent(token)}`, ['waiting-room.v1.json'], {
-        localAddress: m.localAddress,
-        perMessageDeflate: false,
-        handshakeTimeout: 15_000,
-      });
-      sockets[i] = ws;
       const fail = (): void => {
         if (done) return;
         done = true;
         failed++;
         settle();
       };
-      ws.on('error', fail);
-      ws.on('close', fail);
-      ws.on('message', (data: Buffer) => {
-        const msg = JSON.parse(data.toString()) as { type: string; position?: number };
-        if (msg.type === 'welcome') {
-          lastPos[i] = msg.position ?? -1;
-          if (!done) {
-            done = true;
-            welcomed++;
-            settle();
-          }
-        } else if (msg.type === 'position' && typeof msg.position === 'number') {
-          if (round >= 0 && roundTimes[i] === 0 && msg.position < roundBase[i]!) roundTimes[i] = Date.now();
-          lastPos[i] = msg.position;
-        }
-      });
+      sockets[i] = new LeanSocket(
+        { host: url.hostname, port: Number(url.port), path: `/api/v1/queue/ws?token=${encodeURIComponent(token)}`, protocol: 'waiting-room.v1.json', localAddress: spread(m.localAddress, i), handshakeTimeoutMs: 15_000 },
+        {
+          error: fail,
+          close: fail,
+          message: (text) => {
+            const msg = JSON.parse(text) as { type: string; position?: number };
+            if (msg.type === 'welcome') {
+              lastPos[i] = msg.position ?? -1;
+              if (!done) {
+                done = true;
+                welcomed++;
+                settle();
+              }
+            } else if (msg.type === 'position' && typeof msg.position === 'number') {
+              if (round >= 0 && roundTimes[i] === 0 && msg.position < roundBase[i]!) roundTimes[i] = Date.now();
+              lastPos[i] = msg.position;
+            }
+          },
+        },
+      );
     };
     const pump = (): void => {
       while (inflight < INFLIGHT && next < m.tokens.length) {

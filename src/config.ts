@@ -104,6 +104,14 @@ const schema = z.object({
   WS_IDLE_TIMEOUT_SEC: int(8, 960).default(16),
   WS_MAX_BACKPRESSURE_BYTES: int(4096, 64 * 1024 * 1024).default(256 * 1024),
   REALTIME_NEAR_FRONT: int(1, 1_000_000).default(100),
+  /**
+   * Redis reads for attaching users (a socket's first read, a poll's) in
+   * flight at once on this instance; the rest wait their turn in order.
+   * Without a bound a reconnect storm queued every read at once, they
+   * outlasted REDIS_COMMAND_TIMEOUT_MS, each failure sent a client back
+   * (4103) to add another read, and three instances of 15,000 never came back.
+   */
+  REALTIME_ATTACH_CONCURRENCY: int(1, 100_000).default(64),
   HTTP_MAX_BODY_BYTES: int(256, 10 * 1024 * 1024).default(16 * 1024),
   /** where the page sends an admitted user of an event without its own target_url, with ?admission_token= (empty: the page shows the admission) */
   PAGE_TARGET_URL: z.string().url().optional(),
@@ -224,6 +232,7 @@ export interface Config {
     readonly idleTimeoutSec: number;
     readonly maxBackpressureBytes: number;
     readonly nearFront: number;
+    readonly attachConcurrency: number;
   };
 }
 
@@ -415,6 +424,7 @@ function toConfig(e: RawEnv, d: Derived): Config {
       idleTimeoutSec: e.WS_IDLE_TIMEOUT_SEC,
       maxBackpressureBytes: e.WS_MAX_BACKPRESSURE_BYTES,
       nearFront: e.REALTIME_NEAR_FRONT,
+      attachConcurrency: e.REALTIME_ATTACH_CONCURRENCY,
     },
   };
 }

@@ -89,6 +89,8 @@ class Infrastructure implements Part {
   readonly redis: RedisClient;
   readonly broker: RedisBroker;
   readonly health: RedisHealth;
+  /** the health check's own connection (src/redis/health.ts says why) */
+  private readonly probe: RedisClient;
   readonly metrics = createMetrics();
 
   constructor(
@@ -111,7 +113,9 @@ class Infrastructure implements Part {
     this.broker = cluster
       ? new RedisBroker(redis, () => connectRedisCluster({ ...redisOpts, offlineQueue: true, shardedSubscriber: true }), true, onSubscriberError, onBadTick)
       : new RedisBroker(redis, () => (redis as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, onSubscriberError, onBadTick);
-    this.health = new RedisHealth(redis, log);
+    this.probe = cluster ? connectRedisCluster(redisOpts) : (redis as Redis).duplicate({ enableAutoPipelining: false });
+    this.probe.on('error', (err: Error) => log.debug({ err }, 'redis health connection error'));
+    this.health = new RedisHealth(redis, log, 1000, this.probe);
   }
 
   async start(): Promise<void> {
@@ -148,6 +152,7 @@ class Infrastructure implements Part {
     this.stopping = true;
     this.health.stop();
     await this.broker.close();
+    this.probe.disconnect();
     this.redis.disconnect();
   }
 }
@@ -275,7 +280,7 @@ class RealtimePart implements Part {
       queue.store,
       infra.broker,
       this.sockets,
-      { instanceId: config.instanceId, tickMs: q.tickMs, pollTimeoutMs: q.pollTimeoutSec * 1000, reconnectGraceMs: q.reconnectGraceSec * 1000, nearFront: ws.nearFront },
+      { instanceId: config.instanceId, tickMs: q.tickMs, pollTimeoutMs: q.pollTimeoutSec * 1000, reconnectGraceMs: q.reconnectGraceSec * 1000, nearFront: ws.nearFront, attachConcurrency: ws.attachConcurrency },
       log,
       infra.metrics,
     );

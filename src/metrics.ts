@@ -79,6 +79,7 @@ export function createMetrics() {
     rateLimitDropped: new Counter({ name: 'ratelimit_dropped_total', help: 'Requests, connections and messages refused by rate limits', labelNames: ['scope'] as const, registers: [registry] }),
     idempotencyHits: new Counter({ name: 'idempotency_hits_total', help: 'Requests answered from a stored response (same Idempotency-Key, same request)', registers: [registry] }),
     authFailures: new Counter({ name: 'auth_failures_total', help: 'Rejected bearer tokens by reason', labelNames: ['reason'] as const, registers: [registry] }),
+    attachWaiting: new Gauge({ name: 'realtime_attach_waiting', help: 'Attaches waiting for their Redis read (REALTIME_ATTACH_CONCURRENCY in flight at once)', registers: [registry] }),
     attachedUsers: new Gauge({ name: 'realtime_attached_users', help: 'Users attached to this instance (socket or recent poll)', registers: [registry] }),
     wsConnections: new Gauge({ name: 'ws_connections', help: 'Open WebSocket connections', registers: [registry] }),
     wsOpened: new Counter({ name: 'ws_connections_opened_total', help: 'WebSocket connections accepted', registers: [registry] }),

@@ -302,7 +302,7 @@ describe('fan-out while a socket closes', () => {
       },
       close: () => undefined,
     };
-    rt = new Realtime(g.store, broker, sink, { instanceId: 'fanout-test', tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000 }, createLogger('silent'), createMetrics());
+    rt = new Realtime(g.store, broker, sink, { instanceId: 'fanout-test', tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000, attachConcurrency: 256 }, createLogger('silent'), createMetrics());
     try {
       const r = await rt.attach(token, true);
       if (!r.ok) throw new Error('attach failed');

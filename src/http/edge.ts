@@ -135,6 +135,63 @@ class Exchange {
   ) {}
 }
 
+
+/** What a request handler needs from the uWS request, read before the handler returns to uWS. */
+interface RequestParts {
+  headers: Record<string, string>;
+  /** the first header over MAX_HEADER_CHARS (left out of headers) */
+  oversized: string | undefined;
+  params: Record<string, string> | undefined;
+  /** a path parameter with a malformed percent-escape (kept raw) */
+  badParam: boolean;
+  query: Record<string, string> | undefined;
+  rawQuery: string;
+  path: string;
+  remote: string;
+}
+
+/** Only the headers, parameters and query fields the route declares are read (c.headerNames, ...). */
+function readRequest(res: UWS.HttpResponse, uReq: UWS.HttpRequest, c: Compiled): RequestParts {
+  const headers: Record<string, string> = {};
+  let oversized: string | undefined;
+  for (const h of c.headerNames) {
+    const v = uReq.getHeader(h);
+    if (v) {
+      if (v.length > MAX_HEADER_CHARS) oversized = h;
+      else headers[h] = v;
+    }
+  }
+  let badParam = false;
+  let params: Record<string, string> | undefined;
+  if (c.paramNames.length) {
+    params = {};
+    for (let i = 0; i < c.paramNames.length; i++) {
+      const raw = uReq.getParameter(i) ?? '';
+      try {
+        params[c.paramNames[i]!] = decodeURIComponent(raw);
+      } catch {
+        // a malformed percent-escape must be a 400, never an exception inside a uWS callback
+        badParam = true;
+        params[c.paramNames[i]!] = raw;
+      }
+    }
+  }
+  let query: Record<string, string> | undefined;
+  if (c.queryNames.length) {
+    query = {};
+    for (const q of c.queryNames) {
+      const v = uReq.getQuery(q);
+      if (v !== undefined && v !== '') query[q] = v;
+    }
+  }
+  let remote = '';
+  try {
+    remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+  } catch {
+    remote = ''; // the client is gone already: the address only matters for limits
+  }
+  return { headers, oversized, params, badParam, query, rawQuery: uReq.getQuery() ?? '', path: uReq.getUrl(), remote };
+}
 export class HttpEdge {
   readonly app: UWS.TemplatedApp = loadUws().App();
   private readonly compiled: Compiled[] = [];
@@ -325,56 +382,18 @@ export class HttpEdge {
 
   private begin(res: UWS.HttpResponse, uReq: UWS.HttpRequest, c: Compiled): Exchange | undefined {
     this.inFlight++;
-    // ---- everything off the uWS request, synchronously (it is invalid once this function returns)
-    const headers: Record<string, string> = {};
-    let oversized: string | undefined;
-    for (const h of c.headerNames) {
-      const v = uReq.getHeader(h);
-      if (v) {
-        if (v.length > MAX_HEADER_CHARS) oversized = h;
-        else headers[h] = v;
-      }
-    }
-    let badParam = false;
-    let params: Record<string, string> | undefined;
-    if (c.paramNames.length) {
-      params = {};
-      for (let i = 0; i < c.paramNames.length; i++) {
-        const raw = uReq.getParameter(i) ?? '';
-        try {
-          params[c.paramNames[i]!] = decodeURIComponent(raw);
-        } catch {
-          // a malformed percent-escape must be a 400, never an exception inside a uWS callback
-          badParam = true;
-          params[c.paramNames[i]!] = raw;
-        }
-      }
-    }
-    let query: Record<string, string> | undefined;
-    if (c.queryNames.length) {
-      query = {};
-      for (const q of c.queryNames) {
-        const v = uReq.getQuery(q);
-        if (v !== undefined && v !== '') query[q] = v;
-      }
-    }
-    const rawQuery = uReq.getQuery() ?? '';
-    const path = uReq.getUrl();
-    let remote = '';
-    try {
-      remote = Buffer.from(res.getRemoteAddressAsText()).toString();
-    } catch {
-      remote = '';
-    }
+    // everything off the uWS request first, synchronously: it is invalid once this function returns
+    const parts = readRequest(res, uReq, c);
+    const { headers } = parts;
     const t = beginRequest(c.spanName, headers.traceparent, c.pattern);
     const incoming = headers['x-request-id'];
     const req: HttpRequest = {
       method: c.method,
-      path,
+      path: parts.path,
       route: c.pattern,
-      rawQuery,
+      rawQuery: parts.rawQuery,
       headers,
-      clientIp: clientAddress(remote, headers['x-forwarded-for'], this.o.trustProxy ?? false),
+      clientIp: clientAddress(parts.remote, headers['x-forwarded-for'], this.o.trustProxy ?? false),
       requestId: incoming && REQUEST_ID_RE.test(incoming) ? incoming : t.requestId,
       traceId: t.traceId,
       traceparent: t.traceparent,
@@ -383,32 +402,40 @@ export class HttpEdge {
     const x = new Exchange(res, c, req, t, performance.now());
     res.onAborted(() => this.abort(x));
     if (headers.origin) x.cors = this.corsHeaders(headers.origin);
+    if (!this.admit(x, parts)) return x;
+    if (!c.r.body) this.run(x, undefined, parts.params, parts.query);
+    else this.readBody(x, res, parts);
+    return x;
+  }
 
-    if (oversized) {
-      this.fail(x, new AppError('HEADER_TOO_LARGE', `header ${oversized} is larger than ${MAX_HEADER_CHARS} bytes`));
-      return x;
+  /** The checks before any work: header sizes, the path's escapes, the client's rate. False: answered already. */
+  private admit(x: Exchange, parts: RequestParts): boolean {
+    if (parts.oversized) {
+      this.fail(x, new AppError('HEADER_TOO_LARGE', `header ${parts.oversized} is larger than ${MAX_HEADER_CHARS} bytes`));
+      return false;
     }
-    if (badParam) {
+    if (parts.badParam) {
       this.fail(x, new AppError('INVALID_REQUEST', 'malformed percent-encoding in the path'));
-      return x;
+      return false;
     }
-    if (this.o.limiter && c.r.rateLimit !== false) {
-      const v = this.o.limiter.take(req.clientIp);
+    if (this.o.limiter && x.c.r.rateLimit !== false) {
+      const v = this.o.limiter.take(x.req.clientIp);
       x.limitLine = rateLimitLine(v);
       if (!v.ok) {
         this.o.metrics.rateLimitDropped.inc({ scope: 'client' });
         this.fail(x, new AppError('RATE_LIMITED', 'too many requests from this client; slow down', { retry_after_sec: v.retryAfterSec }, { 'Retry-After': String(v.retryAfterSec) }));
-        return x;
+        return false;
       }
     }
-    if (!c.r.body) {
-      this.run(x, undefined, params, query);
-      return x;
-    }
+    return true;
+  }
+
+  /** The body, chunk by chunk as uWS hands it over, up to HTTP_MAX_BODY_BYTES; then the handler. */
+  private readBody(x: Exchange, res: UWS.HttpResponse, parts: RequestParts): void {
     const limit = this.o.maxBodyBytes;
-    if (Number(headers['content-length'] ?? '0') > limit) {
+    if (Number(parts.headers['content-length'] ?? '0') > limit) {
       this.fail(x, new AppError('PAYLOAD_TOO_LARGE', `body larger than ${limit} bytes`));
-      return x;
+      return;
     }
     const chunks: Buffer[] = [];
     let size = 0;
@@ -423,9 +450,8 @@ export class HttpEdge {
       }
       // uWS reuses the chunk's memory after this callback returns: copy it
       chunks.push(Buffer.from(new Uint8Array(chunk).slice()));
-      if (isLast) this.run(x, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), params, query);
+      if (isLast) this.run(x, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks), parts.params, parts.query);
     });
-    return x;
   }
 
   /**

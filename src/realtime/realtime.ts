@@ -1,3 +1,4 @@
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Broker, Tick } from '../queue/broker.js';
@@ -31,11 +32,16 @@ export interface RealtimeOptions {
   /** default reconnect grace until the event's own is known */
   reconnectGraceMs: number;
   nearFront: number;
+  /** attach reads in flight at once (REALTIME_ATTACH_CONCURRENCY) */
+  attachConcurrency: number;
 }
 
 export type AttachResult =
   | { ok: true; room: EventRoom; user: LocalUser }
   | { ok: false; state: 'unknown' | 'admitted' | 'expired' | 'left' | 'ended'; reason: string };
+
+/** claims in one liveness write (one Lua call) */
+const CLAIMS_PER_WRITE = 1000;
 
 /** how often the liveness loop looks at the rooms; each room renews at its own interval */
 const LOOP_MS = 250;
@@ -62,6 +68,8 @@ export class Realtime {
   private claimFlush: NodeJS.Immediate | undefined;
   private resyncing = new Set<string>();
   private storeUp = true;
+  /** the attach reads: a bounded number in flight, the rest in order (p-limit) */
+  private readonly reads: LimitFunction;
 
   constructor(
     private readonly store: QueueStore,
@@ -70,7 +78,9 @@ export class Realtime {
     private readonly o: RealtimeOptions,
     private readonly log: Logger,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.reads = pLimit(o.attachConcurrency);
+  }
 
   start(): void {
     this.loopTimer = setInterval(() => this.loop(), LOOP_MS);
@@ -174,7 +184,7 @@ export class Realtime {
     if (!p) {
       p = (async (): Promise<AttachResult> => {
         const room = await this.room(eventId);
-        const s = forSocket ? await this.store.status(token, this.holdMsFor(room), this.o.instanceId) : await this.store.status(token, 0);
+        const s = await this.read(() => (forSocket ? this.store.status(token, this.holdMsFor(room), this.o.instanceId) : this.store.status(token, 0)));
         if (!s) return { ok: false, state: 'unknown', reason: 'unknown token' };
         if (s.state === 'expired' && s.reason === 'ended') return { ok: false, state: 'ended', reason: s.endReason };
         if (s.state !== 'waiting' && s.state !== 'ready' && s.state !== 'prequeue') return { ok: false, state: s.state, reason: s.reason };
@@ -201,6 +211,16 @@ export class Realtime {
     }
     const r = await this.attach(s.token, false);
     if (r.ok) r.room.polled(r.user, Date.now(), true);
+  }
+
+  /** One attach read, in its turn (reads past the bound wait; realtime_attach_waiting counts them). */
+  private async read<T>(fn: () => Promise<T>): Promise<T> {
+    const waiting = this.reads.activeCount >= this.reads.concurrency;
+    if (waiting) this.metrics.attachWaiting.inc();
+    return this.reads(() => {
+      if (waiting) this.metrics.attachWaiting.dec();
+      return fn();
+    });
   }
 
   /** The user entered or left through this instance: tell their sockets now. */
@@ -272,13 +292,18 @@ export class Realtime {
   private async flushPending(): Promise<void> {
     this.claimFlush = undefined;
     const work: Promise<unknown>[] = [];
-    for (const [eventId, claims] of this.pending) {
-      work.push(
-        this.store.touch(eventId, this.o.instanceId, claims).catch((err: unknown) => {
-          this.metrics.livenessWrites.inc({ kind: 'change', result: 'error' });
-          this.log.warn({ event_id: eventId, claims: claims.length, err }, 'liveness claim write failed');
-        }),
-      );
+    for (const [eventId, all] of this.pending) {
+      // in steps of CLAIMS_PER_WRITE: the closes of a whole storm in one script held Redis for
+      // over half a second (SLOWLOG), and the reads queued behind it ran out of time
+      for (let i = 0; i < all.length; i += CLAIMS_PER_WRITE) {
+        const claims = all.slice(i, i + CLAIMS_PER_WRITE);
+        work.push(
+          this.store.touch(eventId, this.o.instanceId, claims).catch((err: unknown) => {
+            this.metrics.livenessWrites.inc({ kind: 'change', result: 'error' });
+            this.log.warn({ event_id: eventId, claims: claims.length, err }, 'liveness claim write failed');
+          }),
+        );
+      }
     }
     this.pending.clear();
     await Promise.all(work);

@@ -6,6 +6,15 @@ import type { RedisClient } from './connect.js';
 // comes back), is down; a PING every second that answers within a second,
 // twice in a row failed, decides. Readiness reads `up`; the real-time layer
 // is told on every change (its sockets are paused, then resumed).
+//
+// The PING goes on a connection of its own. On the commands connection it
+// waited behind this instance's own queue: in a reconnect storm (15,000
+// status reads queued) it took over a second, the instance called Redis
+// down, refused every socket with 4103, and the clients' retries made the
+// queue longer still (bench/ws-storm.ts: 385,805 refusals, 2,079 users not
+// back after 60 s). Redis serves each connection in turn, so a PING on its
+// own connection answers within one round of Redis's event loop, unless
+// Redis itself is stuck. A close of the commands connection still counts.
 
 export class RedisHealth {
   private timer: NodeJS.Timeout | undefined;
@@ -13,10 +22,15 @@ export class RedisHealth {
   private down = false;
   private readonly listeners: ((up: boolean) => void)[] = [];
 
+  /**
+   * @param redis the commands connection: its close means down at once
+   * @param probe the connection the PINGs go on (a connection of its own; it is not closed here)
+   */
   constructor(
     private readonly redis: RedisClient,
     private readonly log: Logger,
     private readonly everyMs = 1000,
+    private readonly probe: RedisClient = redis,
   ) {}
 
   get up(): boolean {
@@ -47,7 +61,7 @@ export class RedisHealth {
       timer = setTimeout(() => reject(new Error('ping timeout')), this.everyMs);
       timer.unref();
     });
-    Promise.race([this.redis.ping(), timeout]).then(
+    Promise.race([this.probe.ping(), timeout]).then(
       () => {
         clearTimeout(timer);
         this.failures = 0;

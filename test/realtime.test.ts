@@ -317,6 +317,50 @@ describe('fan-out while a socket closes', () => {
   });
 });
 
+describe('attach reads in a storm', () => {
+  it('are bounded per instance, and the ones still waiting when Redis stops answering fail at once (REDIS_UNAVAILABLE), without a read', async () => {
+    await putEvent('storm-reads', { rate: 0.01, burst: 1, state: 'paused' });
+    const [a, b, c] = [await join('storm-reads'), await join('storm-reads'), await join('storm-reads')];
+    const { RedisBroker } = await import('../src/queue/broker.js');
+    const { Realtime } = await import('../src/realtime/realtime.js');
+    const { createMetrics } = await import('../src/metrics.js');
+    const { createLogger } = await import('../src/log.js');
+    const { Redis } = await import('ioredis');
+    const g = gw.gateway;
+    const broker = new RedisBroker(g.redis, () => (g.redis as InstanceType<typeof Redis>).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, () => undefined);
+    // the real store, with its status reads counted and held until released
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => (release = r));
+    const reads: string[] = [];
+    const store = Object.create(g.store) as typeof g.store;
+    store.status = async (...args: Parameters<typeof g.store.status>) => {
+      reads.push(args[0]);
+      await held;
+      return g.store.status(...args);
+    };
+    const metrics = createMetrics();
+    const rt = new Realtime(store, broker, { send: () => true, close: () => undefined }, { instanceId: 'reads-test', tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000, attachConcurrency: 1 }, createLogger('silent'), metrics);
+    try {
+      const first = rt.attach(a, true);
+      const second = rt.attach(b, true);
+      const third = rt.attach(c, true);
+      await sleep(50);
+      expect(reads).toEqual([a]); // one in flight, two waiting their turn
+      expect((await metrics.attachWaiting.get()).values[0]!.value).toBe(2);
+      rt.storeAvailability(false);
+      release();
+      expect((await first).ok).toBe(true); // the read under way finishes
+      await expect(second).rejects.toMatchObject({ code: 'REDIS_UNAVAILABLE' });
+      await expect(third).rejects.toMatchObject({ code: 'REDIS_UNAVAILABLE' });
+      expect(reads).toEqual([a]);
+      expect((await metrics.attachWaiting.get()).values[0]!.value).toBe(0);
+    } finally {
+      await rt.stop();
+      await broker.close();
+    }
+  });
+});
+
 describe('positions that move', () => {
   it('people already called no longer count: position is 1 + those still waiting ahead, the same over HTTP, WebSocket and a recount', async () => {
     // burst 3 and a slow refill: the first three are called at once and do not enter

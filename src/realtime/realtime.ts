@@ -5,6 +5,7 @@ import type { Broker, Tick } from '../queue/broker.js';
 import type { LivenessClaim, QueueStore, StatusSnapshot } from '../queue/store.js';
 import { tokenEvent } from '../queue/token.js';
 import { AppError } from '../errors.js';
+import { storeError } from '../redis/connect.js';
 import { EventRoom, type LocalUser, type SocketSink } from './event-room.js';
 import type { Estimate } from '../queue/eta.js';
 import { Close, type ServerMessage } from '../protocol/wire.js';
@@ -224,6 +225,9 @@ export class Realtime {
     if (waiting) this.metrics.attachWaiting.inc();
     return this.reads(() => {
       if (waiting) this.metrics.attachWaiting.dec();
+      // Redis stopped answering while this read waited: fail it now, not after its own
+      // REDIS_COMMAND_TIMEOUT_MS (15,000 queued reads, 64 at a time, would take minutes to fail)
+      if (!this.storeUp) return Promise.reject(storeError(new Error('redis not answering (health check)')));
       return fn();
     });
   }

@@ -267,7 +267,12 @@ describe('HTTP polling from memory', () => {
     const first = await call(gw.url, 'GET', `/api/v1/queue/status?token=${t[4]!}`); // from Redis, attaches
     expect(first.body.position).toBe(4);
     const before = await metric();
-    await sleep(200); // a tick message makes the memory view current
+    // a tick message makes the memory view current: wait for the room's first one (a fixed 200 ms
+    // was too short once in a fresh-clone run, while the browser tests loaded the machine)
+    await waitFor('the user attached and a tick message in the room', async () => {
+      const room = gw.gateway.realtime.roomFor('mem');
+      return room && room.users.has(t[4]!) && room.lastTickAt > 0 ? true : undefined;
+    }, 5000);
     const second = await call(gw.url, 'GET', `/api/v1/queue/status?token=${t[4]!}`);
     expect(await metric()).toBe(before + 1);
     expect(second.body).toMatchObject({ status: 'waiting', position: 4, people_ahead: 3 });

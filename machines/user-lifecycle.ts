@@ -230,7 +230,7 @@ export function startUserActor(input: UserInput): UserActor {
  * first snapshot (state value, children, history, tags set) and an options
  * object with a hidden class of its own (XState's `{ ...defaultOptions,
  * ...options }`): about 1.3 KB per waiting user (bench/heap-diff.ts on a
- * gateway holding 15,000 sockets). test/machine.test.ts checks an actor
+ * gateway holding 15,000 sockets). test/event-room.test.ts checks an actor
  * behaves the same either way.
  */
 const STARTED_OPTIONS: Readonly<{ devTools: false }> = Object.freeze({ devTools: false });

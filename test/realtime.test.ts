@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pack } from 'msgpackr';
 import type { EmbeddedRedis } from '../src/redis/embedded.js';
+import type { QueueStore } from '../src/queue/store.js';
+import type { Realtime } from '../src/realtime/realtime.js';
+import type { SocketSink } from '../src/realtime/event-room.js';
+import type { Metrics } from '../src/metrics.js';
 import { call, sleep, startInProcessGateway, startRedis, waitFor, type InProcessGateway } from './helpers/harness.js';
 import { connect, type Msg } from './helpers/ws-client.js';
 
@@ -282,6 +286,26 @@ describe('HTTP polling from memory', () => {
   });
 });
 
+/** A Realtime of its own on this gateway's Redis (its store, or a wrapper of it), with a broker of its own; stop() stops both. */
+async function localRealtime(o: { store?: QueueStore; sink: SocketSink; instanceId: string; attachConcurrency: number; metrics?: Metrics }): Promise<{ rt: Realtime; stop: () => Promise<void> }> {
+  const { RedisBroker } = await import('../src/queue/broker.js');
+  const { Realtime } = await import('../src/realtime/realtime.js');
+  const { createMetrics } = await import('../src/metrics.js');
+  const { createLogger } = await import('../src/log.js');
+  const { Redis } = await import('ioredis');
+  const g = gw.gateway;
+  const broker = new RedisBroker(g.redis, () => (g.redis as InstanceType<typeof Redis>).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, () => undefined);
+  const options = { instanceId: o.instanceId, tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000, attachConcurrency: o.attachConcurrency };
+  const rt = new Realtime(o.store ?? g.store, broker, o.sink, options, createLogger('silent'), o.metrics ?? createMetrics());
+  return {
+    rt,
+    stop: async () => {
+      await rt.stop();
+      await broker.close();
+    },
+  };
+}
+
 describe('fan-out while a socket closes', () => {
   it('a slow consumer closed in the middle of a push does not make the next socket of that user miss it', async () => {
     // The real Realtime and room on this gateway's Redis, with a socket layer
@@ -290,24 +314,18 @@ describe('fan-out while a socket closes', () => {
     // send loop.
     await putEvent('slow', { rate: 0.01, burst: 1, state: 'paused' });
     const token = await join('slow');
-    const { RedisBroker } = await import('../src/queue/broker.js');
-    const { Realtime } = await import('../src/realtime/realtime.js');
-    const { createMetrics } = await import('../src/metrics.js');
-    const { createLogger } = await import('../src/log.js');
-    const { Redis } = await import('ioredis');
-    const g = gw.gateway;
-    const broker = new RedisBroker(g.redis, () => (g.redis as InstanceType<typeof Redis>).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, () => undefined);
     const got: number[] = [];
-    let rt: InstanceType<typeof Realtime>;
+    let rt: Realtime | undefined;
     const sink = {
       send: (id: number) => {
         got.push(id);
-        if (id === 1) rt.socketClosed('slow', token, 1); // overflow: closed on the spot
+        if (id === 1) rt!.socketClosed('slow', token, 1); // overflow: closed on the spot
         return id !== 1;
       },
       close: () => undefined,
     };
-    rt = new Realtime(g.store, broker, sink, { instanceId: 'fanout-test', tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000, attachConcurrency: 256 }, createLogger('silent'), createMetrics());
+    const local = await localRealtime({ sink, instanceId: 'fanout-test', attachConcurrency: 256 });
+    rt = local.rt;
     try {
       const r = await rt.attach(token, true);
       if (!r.ok) throw new Error('attach failed');
@@ -316,8 +334,7 @@ describe('fan-out while a socket closes', () => {
       expect(got).toEqual([1, 2, 3]);
       expect(r.user.sockets).toEqual([2, 3]);
     } finally {
-      await rt.stop();
-      await broker.close();
+      await local.stop();
     }
   });
 });
@@ -326,13 +343,7 @@ describe('attach reads in a storm', () => {
   it('are bounded per instance, and the ones still waiting when Redis stops answering fail at once (REDIS_UNAVAILABLE), without a read', async () => {
     await putEvent('storm-reads', { rate: 0.01, burst: 1, state: 'paused' });
     const [a, b, c] = [await join('storm-reads'), await join('storm-reads'), await join('storm-reads')];
-    const { RedisBroker } = await import('../src/queue/broker.js');
-    const { Realtime } = await import('../src/realtime/realtime.js');
-    const { createMetrics } = await import('../src/metrics.js');
-    const { createLogger } = await import('../src/log.js');
-    const { Redis } = await import('ioredis');
     const g = gw.gateway;
-    const broker = new RedisBroker(g.redis, () => (g.redis as InstanceType<typeof Redis>).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false }), false, () => undefined);
     // the real store, with its status reads counted and held until released
     let release: () => void = () => undefined;
     const held = new Promise<void>((r) => (release = r));
@@ -343,8 +354,9 @@ describe('attach reads in a storm', () => {
       await held;
       return g.store.status(...args);
     };
+    const { createMetrics } = await import('../src/metrics.js');
     const metrics = createMetrics();
-    const rt = new Realtime(store, broker, { send: () => true, close: () => undefined }, { instanceId: 'reads-test', tickMs: 50, pollTimeoutMs: 60_000, reconnectGraceMs: 30_000, nearFront: 1000, attachConcurrency: 1 }, createLogger('silent'), metrics);
+    const { rt, stop } = await localRealtime({ store, sink: { send: () => true, close: () => undefined }, instanceId: 'reads-test', attachConcurrency: 1, metrics });
     try {
       const first = rt.attach(a, true);
       const second = rt.attach(b, true);
@@ -360,8 +372,7 @@ describe('attach reads in a storm', () => {
       expect(reads).toEqual([a]);
       expect((await metrics.attachWaiting.get()).values[0]!.value).toBe(0);
     } finally {
-      await rt.stop();
-      await broker.close();
+      await stop();
     }
   });
 });

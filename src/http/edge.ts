@@ -135,7 +135,6 @@ class Exchange {
   ) {}
 }
 
-
 /** What a request handler needs from the uWS request, read before the handler returns to uWS. */
 interface RequestParts {
   headers: Record<string, string>;
@@ -192,6 +191,7 @@ function readRequest(res: UWS.HttpResponse, uReq: UWS.HttpRequest, c: Compiled):
   }
   return { headers, oversized, params, badParam, query, rawQuery: uReq.getQuery() ?? '', path: uReq.getUrl(), remote };
 }
+
 export class HttpEdge {
   readonly app: UWS.TemplatedApp = loadUws().App();
   private readonly compiled: Compiled[] = [];

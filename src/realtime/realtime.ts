@@ -220,7 +220,7 @@ export class Realtime {
   }
 
   /** One attach read, in its turn (reads past the bound wait; realtime_attach_waiting counts them). */
-  private async read<T>(fn: () => Promise<T>): Promise<T> {
+  private read<T>(fn: () => Promise<T>): Promise<T> {
     const waiting = this.reads.activeCount >= this.reads.concurrency;
     if (waiting) this.metrics.attachWaiting.inc();
     return this.reads(() => {
@@ -302,8 +302,6 @@ export class Realtime {
     this.claimFlush = undefined;
     const work: Promise<unknown>[] = [];
     for (const [eventId, all] of this.pending) {
-      // in steps of CLAIMS_PER_WRITE: the closes of a whole storm in one script held Redis for
-      // over half a second (SLOWLOG), and the reads queued behind it ran out of time
       for (let i = 0; i < all.length; i += CLAIMS_PER_WRITE) {
         const claims = all.slice(i, i + CLAIMS_PER_WRITE);
         work.push(
